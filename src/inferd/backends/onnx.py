@@ -1,0 +1,92 @@
+"""The ONNX Runtime backend (the default): threads and execution providers from the spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from inferd.errors import SpecError
+from inferd.spec import ModelSpec, TensorSpec
+
+_DATATYPE_BY_ORT = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+
+def _tensor_spec(node: Any) -> TensorSpec:
+    datatype = _DATATYPE_BY_ORT.get(node.type)
+    if datatype is None:
+        raise SpecError(f"tensor {node.name!r} has type {node.type}, which inferd cannot serve")
+    shape = [dim if isinstance(dim, int) and dim > 0 else -1 for dim in (node.shape or [])]
+    return TensorSpec(name=node.name, datatype=datatype, shape=shape)
+
+
+def providers_for(device: str) -> list[Any]:
+    """Execution providers for a spec's `runtime.device`, failing clearly if unavailable."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda" or device.startswith("cuda:"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise SpecError(
+                f"runtime.device is {device!r} but this onnxruntime has no CUDA provider; "
+                "install onnxruntime-gpu or set device: cpu"
+            )
+        device_id = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+    raise SpecError(f"runtime.device {device!r} is not known; use cpu, cuda or cuda:N")
+
+
+class OnnxBackend:
+    """An ONNX Runtime session. `run` is thread-safe (ORT sessions are)."""
+
+    def __init__(self, path: Path, threads: int, device: str) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Spinning threads steal the cores the HTTP loop needs between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=providers_for(device)
+            )
+        except SpecError:
+            raise
+        except Exception as error:  # ORT raises its own untyped errors for bad files
+            raise SpecError(f"{path} could not be loaded by onnxruntime: {error}") from None
+        self.inputs = [_tensor_spec(node) for node in self._session.get_inputs()]
+        self.outputs = [_tensor_spec(node) for node in self._session.get_outputs()]
+        self._output_names = [spec.name for spec in self.outputs]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {
+            name: value.astype(np.str_) if value.dtype == np.object_ else value
+            for name, value in inputs.items()
+        }
+        results = self._session.run(self._output_names, feed)
+        return dict(zip(self._output_names, results, strict=True))
+
+    def close(self) -> None:
+        del self._session
+
+
+def load(spec: ModelSpec, version_dir: Path, trust_code: bool) -> OnnxBackend:
+    path = version_dir / spec.artifact_name()
+    if not path.exists():
+        raise SpecError(f"model {spec.name!r}: {path} does not exist; put the ONNX file there")
+    return OnnxBackend(path, spec.runtime.threads, spec.runtime.device)

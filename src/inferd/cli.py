@@ -1,0 +1,244 @@
+"""The `inferd` command: thin — it parses, calls the library, and prints."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from inferd.errors import InferdError
+from inferd.repository import ModelRepository, discover, load_model
+
+app = typer.Typer(
+    help="inferd: serve, query and evaluate models.", no_args_is_help=True, add_completion=False
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_REPO = Path("model_repository")
+RepoArg = Annotated[Path, typer.Argument(help="Model repository folder.")]
+RepoOption = Annotated[Path, typer.Option("--repo", "-r", help="Model repository folder.")]
+TrustOption = Annotated[
+    bool,
+    typer.Option("--trust-code", help="Allow models that run Python code from their folder."),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def parse_size(text: str) -> int:
+    """'32MiB', '512k', '1000000' → bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?b?)\s*", text.lower())
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a size; write e.g. 32MiB, 512KB or 1000000")
+    number, unit, _ = match.groups()
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+    return int(float(number) * factor)
+
+
+@app.command()
+def serve(
+    repo: RepoArg = DEFAULT_REPO,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    trust_code: TrustOption = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="INFERD_API_KEY", help="Require this key on every non-health route."),
+    ] = None,
+    max_body_size: Annotated[
+        str, typer.Option(help="Largest request body accepted, e.g. 32MiB.")
+    ] = "32MiB",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
+    import uvicorn
+
+    from inferd.server.http import create_app
+
+    if not repo.is_dir():
+        raise _fail(f"model repository {repo} is not a folder")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    application = create_app(
+        repo, trust_code=trust_code, api_key=api_key, max_body_bytes=parse_size(max_body_size)
+    )
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+def _instances(inputs: list[str]) -> list[tuple[str, Any]]:
+    """CLI inputs → (source, V1 instance): files, key=value features, or JSON values."""
+    pairs = [text for text in inputs if "=" in text and not Path(text).exists()]
+    if pairs:
+        if len(pairs) != len(inputs):
+            raise _fail("give either key=value features or files/values, not both")
+        instance: dict[str, Any] = {}
+        for pair in pairs:
+            key, _, raw = pair.partition("=")
+            try:
+                instance[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                instance[key] = raw
+        return [("features", instance)]
+    out: list[tuple[str, Any]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_file():
+            out.append((text, {"b64": base64.b64encode(path.read_bytes()).decode("ascii")}))
+            continue
+        try:
+            out.append((text, json.loads(text)))
+        except json.JSONDecodeError:
+            raise _fail(f"{text!r} is not a file, a key=value feature or a JSON value") from None
+    return out
+
+
+def _describe(fields: dict[str, Any]) -> str:
+    if "label" in fields and "top_k" in fields:
+        top = ", ".join(f"{t['label']} {t['score']:.3f}" for t in fields["top_k"])
+        return f"{fields['label']}  (score {fields['score']:.3f}; top: {top})"
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
+    )
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Model name (a folder of the repository).")],
+    inputs: Annotated[list[str], typer.Argument(help="Files, key=value features or JSON.")],
+    repo: RepoOption = DEFAULT_REPO,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print prediction objects as JSON.")
+    ] = False,
+    trust_code: TrustOption = False,
+) -> None:
+    """Run one prediction in-process (no server) and print it."""
+    try:
+        entry = ModelRepository(repo, trust_code=trust_code).load_one(model)
+    except InferdError as error:
+        raise _fail(error.message) from None
+    if entry.latest is None:
+        raise _fail(f"model {model!r} did not load: {'; '.join(entry.errors)}")
+    sources = _instances(inputs)
+    outcomes = entry.latest.pipeline.predict_instances([instance for _, instance in sources])
+    failed = False
+    for (source, _), outcome in zip(sources, outcomes, strict=True):
+        if isinstance(outcome, InferdError):
+            failed = True
+            err_console.print(f"[red]error:[/red] {source}: {outcome.message}")
+        elif as_json:
+            typer.echo(json.dumps(outcome.fields))
+        else:
+            prefix = f"{source}: " if len(sources) > 1 else ""
+            console.print(prefix + _describe(outcome.fields), highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _shapes(tensors: list[Any], batched: bool) -> str:
+    return ", ".join(
+        f"{t.name} {t.datatype}{[-1, *t.shape] if batched else t.shape}" for t in tensors
+    )
+
+
+@app.command()
+def models(repo: RepoArg = DEFAULT_REPO, trust_code: TrustOption = False) -> None:
+    """List the models of a repository: versions, task, backend, inputs and outputs."""
+    try:
+        repository = ModelRepository(repo, trust_code=trust_code)
+        repository.load()
+    except InferdError as error:
+        raise _fail(error.message) from None
+    table = Table(title=f"models in {repo}")
+    for column in ("model", "versions", "task", "backend", "inputs", "outputs", "state"):
+        table.add_column(column)
+    for entry in repository.entries():
+        latest = entry.latest
+        spec = entry.spec
+        table.add_row(
+            entry.name,
+            ", ".join(str(v) for v in sorted(entry.versions)) or "-",
+            spec.task if spec else "-",
+            spec.backend if spec else "-",
+            _shapes(latest.pipeline.inputs, latest.pipeline.batched) if latest else "-",
+            _shapes(latest.pipeline.outputs, latest.pipeline.batched) if latest else "-",
+            "[green]ok[/green]"
+            if not entry.errors
+            else "[red]" + "; ".join(entry.errors) + "[/red]",
+        )
+    console.print(table)
+
+
+@app.command()
+def validate(repo: RepoArg = DEFAULT_REPO, trust_code: TrustOption = False) -> None:
+    """Check every model.yaml and artifact in REPO; say exactly what is wrong."""
+    from inferd.optimize.evaluate import load_examples
+
+    try:
+        folders = discover(repo)
+    except InferdError as error:
+        raise _fail(error.message) from None
+    problems = 0
+    for folder in folders:
+        entry = load_model(folder, trust_code)
+        errors = list(entry.errors)
+        if entry.spec is not None and entry.spec.eval is not None:
+            try:
+                load_examples(folder / entry.spec.eval.data)
+            except InferdError as error:
+                errors.append(error.message)
+        if errors:
+            problems += 1
+            console.print(f"[red]✗ {entry.name}[/red]")
+            for message in errors:
+                console.print("    " + message.replace("\n", "\n    "), highlight=False)
+        else:
+            versions = ", ".join(str(v) for v in sorted(entry.versions))
+            console.print(f"[green]✓ {entry.name}[/green] (versions {versions})")
+        for model in entry.versions.values():
+            model.pipeline.backend.close()
+    if not folders:
+        raise _fail(f"{repo} holds no model folders (each needs model.yaml or 1/model.onnx)")
+    if problems:
+        raise _fail(f"{problems} of {len(folders)} models have problems")
+    console.print(f"all {len(folders)} models are valid")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    repo: RepoOption = DEFAULT_REPO,
+    trust_code: TrustOption = False,
+) -> None:
+    """Score a model on the held-out data its model.yaml names; exit 1 below threshold."""
+    from inferd.optimize.evaluate import evaluate as run_evaluation
+
+    try:
+        entry = ModelRepository(repo, trust_code=trust_code).load_one(model)
+        report = run_evaluation(entry)
+    except InferdError as error:
+        raise _fail(error.message) from None
+    verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: ""}[report.passed]
+    threshold = f" (threshold {report.threshold})" if report.threshold is not None else ""
+    console.print(
+        f"{report.model} v{report.version}: {report.metric} = {report.value:.4f} on "
+        f"{report.count} examples ({report.failed} failed){threshold} {verdict}",
+        highlight=False,
+    )
+    if report.passed is False:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,94 @@
+"""Every failure a user can cause, each with its HTTP status and gRPC code.
+
+    InferdError                      500  INTERNAL
+    ├── BadRequestError              400  INVALID_ARGUMENT   (bad input: shape, names, values)
+    │   └── PayloadTooLargeError     413  INVALID_ARGUMENT   (body over the configured limit)
+    ├── UnauthorizedError            401  UNAUTHENTICATED
+    ├── NotFoundError                404  NOT_FOUND          (unknown model or version)
+    ├── OverloadedError              429  RESOURCE_EXHAUSTED (queue full; carries Retry-After)
+    ├── ModelNotReadyError           503  UNAVAILABLE        (known but not loaded or failed)
+    ├── DeadlineExceededError        504  DEADLINE_EXCEEDED  (the request's deadline passed)
+    ├── ModelError                   500  INTERNAL           (the model itself crashed)
+    └── SpecError                    400  INVALID_ARGUMENT   (a model.yaml or artifact is wrong)
+
+Messages say what was wrong and how to fix it; transports render them, nothing else does.
+"""
+
+from __future__ import annotations
+
+
+class InferdError(Exception):
+    """Base of every error inferd reports to a user."""
+
+    status_code: int = 500
+    grpc_code: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestError(InferdError):
+    status_code = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class PayloadTooLargeError(BadRequestError):
+    status_code = 413
+
+
+class UnauthorizedError(InferdError):
+    status_code = 401
+    grpc_code = "UNAUTHENTICATED"
+
+
+class NotFoundError(InferdError):
+    status_code = 404
+    grpc_code = "NOT_FOUND"
+
+
+class OverloadedError(InferdError):
+    status_code = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ModelNotReadyError(InferdError):
+    status_code = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class DeadlineExceededError(InferdError):
+    status_code = 504
+    grpc_code = "DEADLINE_EXCEEDED"
+
+
+class ModelError(InferdError):
+    """The model raised while running a batch; the request id lets the user find the log."""
+
+    status_code = 500
+    grpc_code = "INTERNAL"
+
+
+class SpecError(InferdError):
+    """A model folder is wrong: its model.yaml, labels or artifact."""
+
+    status_code = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+__all__ = [
+    "BadRequestError",
+    "DeadlineExceededError",
+    "InferdError",
+    "ModelError",
+    "ModelNotReadyError",
+    "NotFoundError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "SpecError",
+    "UnauthorizedError",
+]

@@ -1,0 +1,1 @@
+"""Speed/accuracy tools: evaluation now; quantization, pruning and tuning build on it."""

@@ -1,0 +1,397 @@
+"""`Pipeline`: the six stages for one model version, built from its ModelSpec.
+
+    1 decode       wire tensors (V2) or instances (V1) → items, validated against the spec
+    2 preprocess   per item (image, tabular, ...)
+    3 model        the batch: items with equal tensor shapes are stacked and run together
+    4 predict      raw outputs split back per item
+    5 postprocess  per item (classify, regress, ...)
+    6 decide       (rules over predictions; a later stage)
+
+Stages 2-5 run in a batch worker thread (`run_batch`), so the event loop only decodes and
+encodes. Every item's failure is its own: `run_batch` returns an exception in its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inferd.backends import Backend
+from inferd.codecs import InferTensor, decode_b64
+from inferd.datatypes import numpy_dtype
+from inferd.errors import BadRequestError, InferdError, ModelError, SpecError
+from inferd.spec import ClassifyStage, ImageStage, ModelSpec, RegressStage, TabularStage, TensorSpec
+from inferd.stages import (
+    Item,
+    Postprocess,
+    Prediction,
+    Preprocess,
+    classify,
+    image,
+    regress,
+    tabular,
+)
+
+logger = logging.getLogger("inferd.pipeline")
+
+
+@dataclass
+class ItemResult:
+    """One item's prediction and how long each stage took for it (seconds)."""
+
+    prediction: Prediction
+    preprocess_s: float
+    model_s: float
+    postprocess_s: float
+    batch_size: int
+
+
+def _strip_batch(tensors: list[TensorSpec]) -> list[TensorSpec]:
+    return [t.model_copy(update={"shape": t.shape[1:]}) for t in tensors]
+
+
+def _shape_ok(actual: Sequence[int], declared: Sequence[int]) -> bool:
+    return len(actual) == len(declared) and all(
+        d == -1 or a == d for a, d in zip(actual, declared, strict=True)
+    )
+
+
+def _describe_shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join("any" if d == -1 else str(d) for d in shape) + "]"
+
+
+class Pipeline:
+    """Decode, preprocess, run, postprocess for one model version; thread-safe."""
+
+    def __init__(self, spec: ModelSpec, backend: Backend, labels: list[str] | None = None) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.batched = spec.batched
+        model_inputs = _strip_batch(backend.inputs) if self.batched else backend.inputs
+        self.inputs: list[TensorSpec] = list(spec.inputs) or model_inputs
+        self._input_by_name = {t.name: t for t in self.inputs}
+        self._model_input_names = [t.name for t in backend.inputs]
+        self._preprocess = [self._build_preprocess(stage) for stage in spec.preprocess]
+        self._postprocess = self._build_postprocess(labels)
+        if self._postprocess is not None:
+            self.outputs = self._postprocess.outputs
+        else:
+            declared = list(spec.outputs) or backend.outputs
+            self.outputs = _strip_batch(declared) if self.batched and not spec.outputs else declared
+
+    # --- building -----------------------------------------------------------------------
+
+    def _only(self, names: list[str], what: str, key: str) -> str:
+        if len(names) != 1:
+            raise SpecError(
+                f"model {self.spec.name!r}: {what} has {len(names)} candidates "
+                f"({', '.join(names)}); name one with `{key}:`"
+            )
+        return names[0]
+
+    def _model_input(self, declared: str | None, stage: str) -> str:
+        name = declared or self._only(
+            self._model_input_names, f"the {stage} stage's output", "output"
+        )
+        if self.spec.backend == "onnx" and name not in self._model_input_names:
+            raise SpecError(
+                f"model {self.spec.name!r}: the {stage} stage writes {name!r} but the model's "
+                f"inputs are {', '.join(self._model_input_names)}"
+            )
+        return name
+
+    def _build_preprocess(self, stage: ImageStage | TabularStage) -> Preprocess:
+        if isinstance(stage, ImageStage):
+            source = stage.input or self._only(
+                list(self._input_by_name), "the image stage's input", "input"
+            )
+            if source not in self._input_by_name:
+                raise SpecError(
+                    f"model {self.spec.name!r}: the image stage reads {source!r}, which is not "
+                    f"one of the declared inputs ({', '.join(self._input_by_name)})"
+                )
+            return image.build(stage, source, self._model_input(stage.output, "image"))
+        return tabular.build(stage, self._model_input(stage.output, "tabular"))
+
+    def _build_postprocess(self, labels: list[str] | None) -> Postprocess | None:
+        if not self.spec.postprocess:
+            return None
+        stage = self.spec.postprocess[0]
+        output_names = [t.name for t in self.backend.outputs]
+        name = stage.output or output_names[0]
+        if name not in output_names:
+            raise SpecError(
+                f"model {self.spec.name!r}: the {stage.type} stage reads output {name!r} but "
+                f"the model's outputs are {', '.join(output_names)}"
+            )
+        if isinstance(stage, ClassifyStage):
+            return classify.build(stage, name, labels)
+        assert isinstance(stage, RegressStage)
+        return regress.build(stage, name)
+
+    # --- stage 1: decode ----------------------------------------------------------------
+
+    def items_from_tensors(self, tensors: Sequence[InferTensor]) -> list[Item]:
+        """V2 input tensors → items (split along the batch dimension when the model batches)."""
+        by_name: dict[str, InferTensor] = {}
+        for tensor in tensors:
+            if tensor.name in by_name:
+                raise BadRequestError(f"input {tensor.name!r} is given twice")
+            by_name[tensor.name] = tensor
+        self._check_names(by_name)
+        arrays: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            tensor = by_name[spec.name]
+            if tensor.datatype != spec.datatype:
+                raise BadRequestError(
+                    f"input {spec.name!r} has datatype {tensor.datatype} but the model expects "
+                    f"{spec.datatype}"
+                )
+            arrays[spec.name] = tensor.data
+        if not self.batched:
+            for spec in self.inputs:
+                self._check_shape(spec, arrays[spec.name].shape, "")
+            return [arrays]
+        sizes = {name: array.shape[0] if array.ndim else -1 for name, array in arrays.items()}
+        if any(size < 0 for size in sizes.values()):
+            raise BadRequestError(
+                "every input needs a leading batch dimension, e.g. shape [1, ...] for one item"
+            )
+        if len(set(sizes.values())) > 1:
+            raise BadRequestError(f"inputs disagree on the batch size: {sizes}")
+        count = next(iter(sizes.values()))
+        if count == 0:
+            raise BadRequestError("the batch is empty (batch dimension 0); send at least one item")
+        for spec in self.inputs:
+            arrays[spec.name] = self._fit_item_shape(spec, arrays[spec.name], batched=True)
+        return [{name: array[i, ...] for name, array in arrays.items()} for i in range(count)]
+
+    def item_from_instance(self, instance: Any) -> Item:
+        """A V1 instance → one item: an object keyed by input names, or a bare value."""
+        if isinstance(instance, dict) and not (set(instance) == {"b64"} and len(self.inputs) == 1):
+            self._check_names(instance)
+            return {spec.name: self._value_for(spec, instance[spec.name]) for spec in self.inputs}
+        if len(self.inputs) != 1:
+            raise BadRequestError(
+                f"this model has {len(self.inputs)} inputs "
+                f"({', '.join(self._input_by_name)}); send each instance as an object keyed "
+                "by them"
+            )
+        spec = self.inputs[0]
+        return {spec.name: self._value_for(spec, instance)}
+
+    def _check_names(self, given: dict[str, Any]) -> None:
+        unknown = [name for name in given if name not in self._input_by_name]
+        missing = [name for name in self._input_by_name if name not in given]
+        if unknown or missing:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown input(s) {', '.join(unknown)}")
+            raise BadRequestError(
+                f"{'; '.join(parts)}; this model's inputs are {', '.join(self._input_by_name)}"
+            )
+
+    def _value_for(self, spec: TensorSpec, value: Any) -> np.ndarray:
+        """A JSON value for one item of `spec` → a numpy array of the item's shape."""
+        if spec.datatype == "BYTES":
+            array = np.array(self._json_bytes(spec.name, value), dtype=np.object_)
+        else:
+            if isinstance(value, dict):
+                raise BadRequestError(
+                    f"input {spec.name!r} takes {spec.datatype} numbers, not an object"
+                )
+            try:
+                raw = np.asarray(value)
+            except ValueError:
+                raise BadRequestError(
+                    f"input {spec.name!r} is a ragged list; every row must have the same length"
+                ) from None
+            if raw.dtype.kind not in "biuf":
+                raise BadRequestError(
+                    f"input {spec.name!r} must be {spec.datatype} numbers; got {value!r:.80}"
+                )
+            array = raw.astype(numpy_dtype(spec.datatype))
+        return self._fit_item_shape(spec, array, batched=False)
+
+    def _json_bytes(self, name: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) != {"b64"} or not isinstance(value["b64"], str):
+                raise BadRequestError(
+                    f'input {name!r}: binary data goes in as {{"b64": "<base64 string>"}}'
+                )
+            return decode_b64(value["b64"], f"input {name!r}")
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        if isinstance(value, list):
+            return [self._json_bytes(name, v) for v in value]
+        raise BadRequestError(
+            f'input {name!r} takes text or {{"b64": "<base64>"}} for binary data; got {value!r:.80}'
+        )
+
+    def _fit_item_shape(self, spec: TensorSpec, array: np.ndarray, *, batched: bool) -> np.ndarray:
+        shape = array.shape[1:] if batched else array.shape
+        if _shape_ok(shape, spec.shape):
+            return array
+        # A scalar per item for a [1]-shaped input is unambiguous: accept it.
+        if spec.shape == [1] and shape == ():
+            return array.reshape(*array.shape, 1)
+        self._check_shape(spec, shape, "per item " if self.batched else "")
+        return array
+
+    def _check_shape(self, spec: TensorSpec, shape: Sequence[int], prefix: str) -> None:
+        if not _shape_ok(shape, spec.shape):
+            raise BadRequestError(
+                f"input {spec.name!r} has {prefix}shape {list(shape)} but the model expects "
+                f"{prefix}{_describe_shape(spec.shape)}"
+                + (" after the batch dimension" if prefix else "")
+            )
+
+    # --- stages 2-5 (in a worker thread) -------------------------------------------------
+
+    def run_batch(self, items: Sequence[Item]) -> list[ItemResult | BaseException]:
+        """Preprocess each item, run the model on stacked groups, postprocess each item."""
+        results: list[ItemResult | BaseException | None] = [None] * len(items)
+        prepared: list[tuple[int, Item, float]] = []
+        for index, item in enumerate(items):
+            started = time.perf_counter()
+            try:
+                for stage in self._preprocess:
+                    item = stage(item)
+                self._check_model_inputs(item)
+            except Exception as error:
+                results[index] = self._own_error(error, "preprocessing")
+                continue
+            prepared.append((index, item, time.perf_counter() - started))
+
+        for group in self._groups(prepared):
+            self._run_group(group, results)
+        return [r if r is not None else ModelError("item was not processed") for r in results]
+
+    def _check_model_inputs(self, item: Item) -> None:
+        if self.spec.backend == "onnx":
+            missing = [n for n in self._model_input_names if n not in item]
+            if missing:
+                raise SpecError(
+                    f"model {self.spec.name!r}: no stage produces model input(s) "
+                    f"{', '.join(missing)}; check the preprocess stages in model.yaml"
+                )
+
+    def _groups(
+        self, prepared: list[tuple[int, Item, float]]
+    ) -> list[list[tuple[int, Item, float]]]:
+        """Items whose tensors have equal shapes and dtypes can share one model call."""
+        if not self.batched:
+            return [[entry] for entry in prepared]
+        groups: dict[tuple[Any, ...], list[tuple[int, Item, float]]] = {}
+        for entry in prepared:
+            key = tuple(
+                (name, value.shape, value.dtype.str)
+                for name, value in sorted(entry[1].items())
+                if isinstance(value, np.ndarray)
+            )
+            groups.setdefault(key, []).append(entry)
+        return list(groups.values())
+
+    def _run_group(
+        self,
+        group: list[tuple[int, Item, float]],
+        results: list[ItemResult | BaseException | None],
+    ) -> None:
+        names = [n for n in group[0][1] if isinstance(group[0][1][n], np.ndarray)]
+        started = time.perf_counter()
+        try:
+            if self.batched:
+                feed = {n: np.stack([entry[1][n] for entry in group]) for n in names}
+            else:
+                feed = {n: group[0][1][n] for n in names}
+            outputs = self.backend.run(feed)
+            if self.batched:
+                bad = [n for n, v in outputs.items() if v.ndim == 0 or v.shape[0] != len(group)]
+                if bad:
+                    raise ValueError(
+                        f"output(s) {', '.join(bad)} do not have the batch size {len(group)} "
+                        "as their first dimension"
+                    )
+        except Exception as error:
+            logger.exception("model %r failed on a batch of %d", self.spec.name, len(group))
+            failure = ModelError(f"model {self.spec.name!r} failed while running: {error}")
+            for index, _, _ in group:
+                results[index] = failure
+            return
+        model_s = time.perf_counter() - started
+        for position, (index, _, preprocess_s) in enumerate(group):
+            item_outputs = {n: v[position] for n, v in outputs.items()} if self.batched else outputs
+            post_started = time.perf_counter()
+            try:
+                prediction = self._predict(item_outputs)
+            except Exception as error:
+                results[index] = self._own_error(error, "postprocessing")
+                continue
+            results[index] = ItemResult(
+                prediction=prediction,
+                preprocess_s=preprocess_s,
+                model_s=model_s,
+                postprocess_s=time.perf_counter() - post_started,
+                batch_size=len(group),
+            )
+
+    def _predict(self, outputs: dict[str, np.ndarray]) -> Prediction:
+        if self._postprocess is not None:
+            return self._postprocess.run(outputs)
+        return Prediction(fields={n: v.tolist() for n, v in outputs.items()}, tensors=outputs)
+
+    def _own_error(self, error: Exception, stage: str) -> InferdError:
+        if isinstance(error, InferdError):
+            return error
+        logger.exception("model %r: %s failed on one item", self.spec.name, stage)
+        return ModelError(f"model {self.spec.name!r}: {stage} failed: {error}")
+
+    # --- V2 outputs ---------------------------------------------------------------------
+
+    def tensors_from_predictions(self, predictions: Sequence[Prediction]) -> dict[str, np.ndarray]:
+        """Per-item prediction tensors → V2 output tensors (stacked when the model batches)."""
+        if not self.batched:
+            return dict(predictions[0].tensors)
+        names = list(predictions[0].tensors)
+        try:
+            return {n: np.stack([p.tensors[n] for p in predictions]) for n in names}
+        except ValueError as error:
+            raise ModelError(
+                f"model {self.spec.name!r}: outputs of different shapes cannot be returned as "
+                f"one V2 tensor ({error}); use the V1 API or send one item per request"
+            ) from None
+
+    # --- in-process use (inferd predict / evaluate) -----------------------------------------
+
+    def predict_instances(self, instances: Sequence[Any]) -> list[Prediction | InferdError]:
+        """Run V1 instances without a server, in batches of the model's size."""
+        size = max(1, self.spec.max_batch_size)
+        outcomes: list[Prediction | InferdError] = []
+        for start in range(0, len(instances), size):
+            chunk: list[Item | InferdError] = []
+            for instance in instances[start : start + size]:
+                try:
+                    chunk.append(self.item_from_instance(instance))
+                except InferdError as error:
+                    chunk.append(error)
+            items = [c for c in chunk if not isinstance(c, InferdError)]
+            ran = iter(self.run_batch(items))
+            for entry in chunk:
+                if isinstance(entry, InferdError):
+                    outcomes.append(entry)
+                    continue
+                result = next(ran)
+                if isinstance(result, ItemResult):
+                    outcomes.append(result.prediction)
+                elif isinstance(result, InferdError):
+                    outcomes.append(result)
+                else:
+                    outcomes.append(ModelError(str(result)))
+        return outcomes

@@ -1,0 +1,258 @@
+"""`ModelRepository`: a folder of models and their versions, loaded and served.
+
+    model_repository/
+      digits/
+        model.yaml        # optional: without it the ONNX graph describes the model
+        labels.txt
+        1/model.onnx      # versions are numbered folders; the highest is served unless pinned
+
+A model that fails to load is recorded with the reason (shown by `inferd models`,
+`inferd validate` and the readiness endpoints) and never stops the others from serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inferd.backends import Backend, load_backend
+from inferd.batching import Batcher
+from inferd.errors import InferdError, ModelNotReadyError, NotFoundError, SpecError
+from inferd.pipeline import ItemResult, Pipeline
+from inferd.spec import BatchingSpec, ModelSpec, load_labels, load_spec
+from inferd.stages import Item
+
+logger = logging.getLogger("inferd.repository")
+
+BatchObserver = Callable[[str, str, int], None]
+"""Called with (model, version, batch size) for every batch a model runs."""
+
+
+@dataclass
+class ModelVersion:
+    """One loaded version: its pipeline and, while served, its batcher."""
+
+    name: str
+    version: int
+    spec: ModelSpec
+    pipeline: Pipeline
+    batcher: Batcher[Item, ItemResult] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None
+
+
+@dataclass
+class ModelEntry:
+    """A model folder: its spec, its loaded versions, and why anything failed."""
+
+    name: str
+    path: Path
+    spec: ModelSpec | None = None
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def latest(self) -> ModelVersion | None:
+        return self.versions[max(self.versions)] if self.versions else None
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def discover(root: Path) -> list[Path]:
+    """Model folders: subfolders holding a model.yaml or at least one numbered version."""
+    if not root.is_dir():
+        raise SpecError(f"model repository {root} is not a folder")
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and ((p / "model.yaml").exists() or version_numbers(p))
+    )
+
+
+def _graph_spec(name: str, backend: Backend) -> ModelSpec:
+    """A spec for a bare ONNX file: batched when every tensor has a dynamic first dimension."""
+    tensors = [*backend.inputs, *backend.outputs]
+    batched = bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
+    return ModelSpec(
+        name=name,
+        task="tensor",
+        batching=BatchingSpec() if batched else BatchingSpec(max_batch_size=0),
+    )
+
+
+def _selected_versions(spec: ModelSpec | None, available: list[int]) -> list[int]:
+    policy = spec.versions if spec is not None else "latest"
+    if policy == "latest":
+        return available[-1:]
+    if policy == "all":
+        return available
+    missing = [v for v in policy if v not in available]
+    if missing:
+        raise SpecError(f"versions {missing} are pinned in model.yaml but have no folder")
+    return sorted(policy)
+
+
+def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
+    """Load every served version of one model folder; failures are recorded, not raised."""
+    entry = ModelEntry(name=model_dir.name, path=model_dir)
+    try:
+        spec = load_spec(model_dir)
+        entry.spec = spec
+        if spec is not None and spec.name != model_dir.name:
+            raise SpecError(
+                f"model.yaml names the model {spec.name!r} but its folder is "
+                f"{model_dir.name!r}; make them the same"
+            )
+        labels = load_labels(spec, model_dir) if spec is not None else None
+        available = version_numbers(model_dir)
+        if not available:
+            raise SpecError(
+                f"{model_dir} has no version folders; put the artifact in {model_dir}/1/"
+            )
+        versions = _selected_versions(spec, available)
+    except InferdError as error:
+        entry.errors.append(error.message)
+        return entry
+    for number in versions:
+        version_dir = model_dir / str(number)
+        try:
+            version_spec = spec
+            if version_spec is None:
+                provisional = ModelSpec(name=model_dir.name)
+                backend = load_backend(provisional, version_dir, trust_code)
+                version_spec = _graph_spec(model_dir.name, backend)
+                entry.spec = version_spec
+            else:
+                backend = load_backend(version_spec, version_dir, trust_code)
+            pipeline = Pipeline(version_spec, backend, labels)
+        except InferdError as error:
+            entry.errors.append(f"version {number}: {error.message}")
+            continue
+        except Exception as error:  # a broken artifact must not take the server down
+            logger.exception("loading %s version %d failed", model_dir.name, number)
+            entry.errors.append(f"version {number}: {type(error).__name__}: {error}")
+            continue
+        entry.versions[number] = ModelVersion(model_dir.name, number, version_spec, pipeline)
+    return entry
+
+
+class ModelRepository:
+    """All models of a repository folder; serves them through one Batcher per version."""
+
+    def __init__(
+        self, root: Path, trust_code: bool = False, on_batch: BatchObserver | None = None
+    ) -> None:
+        self.root = root
+        self.trust_code = trust_code
+        self._on_batch = on_batch
+        self._entries: dict[str, ModelEntry] = {}
+
+    def load(self) -> None:
+        """Load every model (synchronously; each failure is recorded on its entry)."""
+        for model_dir in discover(self.root):
+            entry = load_model(model_dir, self.trust_code)
+            for message in entry.errors:
+                logger.error("model %s: %s", entry.name, message)
+            self._entries[entry.name] = entry
+
+    def load_one(self, name: str) -> ModelEntry:
+        """Load a single model by folder name (for in-process prediction)."""
+        model_dir = self.root / name
+        if not model_dir.is_dir():
+            raise NotFoundError(self._unknown(name))
+        entry = load_model(model_dir, self.trust_code)
+        self._entries[name] = entry
+        return entry
+
+    def entries(self) -> list[ModelEntry]:
+        return [self._entries[name] for name in sorted(self._entries)]
+
+    def entry(self, name: str) -> ModelEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise NotFoundError(self._unknown(name)) from None
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join(sorted(self._entries)) or "none"
+        return f"unknown model {name!r}; this server has: {known}"
+
+    def get(self, name: str, version: str | None = None) -> ModelVersion:
+        """The version to serve: the one asked for, else the highest loaded."""
+        entry = self.entry(name)
+        if version is None or version == "":
+            chosen = entry.latest
+            if chosen is None:
+                reason = "; ".join(entry.errors) or "it has no loaded version"
+                raise ModelNotReadyError(f"model {name!r} is not ready: {reason}")
+        else:
+            if not version.isdigit():
+                raise NotFoundError(f"model version must be a number; got {version!r}")
+            found = entry.versions.get(int(version))
+            if found is None:
+                served = ", ".join(str(v) for v in sorted(entry.versions)) or "none"
+                raise NotFoundError(
+                    f"model {name!r} has no version {version} loaded; loaded versions: {served}"
+                )
+            chosen = found
+        if chosen.batcher is None:
+            raise ModelNotReadyError(f"model {name!r} version {chosen.version} is not serving yet")
+        return chosen
+
+    def _make_batcher(self, model: ModelVersion) -> Batcher[Item, ItemResult]:
+        spec = model.spec
+        observer = self._on_batch
+        label = str(model.version)
+        return Batcher(
+            model.pipeline.run_batch,
+            max_batch_size=spec.max_batch_size,
+            max_delay_ms=spec.batching.max_delay_ms,
+            max_queue=spec.batching.max_queue,
+            workers=spec.runtime.instances,
+            on_batch=(lambda size: observer(model.name, label, size)) if observer else None,
+            name=f"{model.name}:{model.version}",
+        )
+
+    async def start(self) -> None:
+        """Start a batcher for every loaded version."""
+        for entry in self._entries.values():
+            await self._start_entry(entry)
+
+    async def _start_entry(self, entry: ModelEntry) -> None:
+        for model in entry.versions.values():
+            batcher = self._make_batcher(model)
+            await batcher.start()
+            model.batcher = batcher
+
+    async def stop(self) -> None:
+        """Stop every batcher, answering what is queued first."""
+        await asyncio.gather(*(self._stop_entry(e) for e in self._entries.values()))
+
+    async def _stop_entry(self, entry: ModelEntry) -> None:
+        for model in entry.versions.values():
+            batcher, model.batcher = model.batcher, None
+            if batcher is not None:
+                await batcher.stop(drain=True)
+            model.pipeline.backend.close()
+
+    async def reload(self, name: str) -> ModelEntry:
+        """Load a model afresh and swap it in; requests already queued on the old one finish."""
+        model_dir = self.root / name
+        if not model_dir.is_dir():
+            raise NotFoundError(self._unknown(name))
+        fresh = await asyncio.to_thread(load_model, model_dir, self.trust_code)
+        await self._start_entry(fresh)
+        old = self._entries.get(name)
+        self._entries[name] = fresh
+        if old is not None:
+            await self._stop_entry(old)
+        return fresh

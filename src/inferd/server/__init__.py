@@ -1,0 +1,1 @@
+"""Serving: a protocol-neutral DataPlane and the transports that call it."""

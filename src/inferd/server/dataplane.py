@@ -1,0 +1,234 @@
+"""`DataPlane`: the protocol-neutral operations every transport calls.
+
+Transports convert their wire format to plain requests (codecs.InferRequest, lists of V1
+instances) and call these methods; nothing here knows HTTP exists. The DataPlane routes to
+a model version, sends each item through its Batcher, records metrics and attaches the
+request id to internal errors so a user can find the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from inferd import __version__
+from inferd.codecs import InferRequest, InferResponse, InferTensor
+from inferd.datatypes import datatype_of
+from inferd.errors import InferdError, ModelError
+from inferd.pipeline import ItemResult
+from inferd.repository import ModelRepository, ModelVersion
+from inferd.server.metrics import Metrics
+from inferd.spec import TensorSpec
+from inferd.stages import Item
+
+logger = logging.getLogger("inferd.server")
+
+_PLATFORM = {"onnx": "onnxruntime_onnx", "python": "python"}
+
+
+def _tensor_metadata(tensors: Sequence[TensorSpec], batched: bool) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.name,
+            "datatype": t.datatype,
+            "shape": [-1, *t.shape] if batched else list(t.shape),
+        }
+        for t in tensors
+    ]
+
+
+class DataPlane:
+    """Health, metadata and inference over a ModelRepository."""
+
+    def __init__(self, repository: ModelRepository, metrics: Metrics) -> None:
+        self.repository = repository
+        self.metrics = metrics
+        self.started = False
+
+    def queue_states(self) -> Iterable[tuple[str, str, int, int]]:
+        for entry in self.repository.entries():
+            for model in entry.versions.values():
+                if model.batcher is not None:
+                    batcher = model.batcher
+                    yield model.name, str(model.version), batcher.queue_depth, batcher.running
+
+    # --- health and metadata ------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Ready once started and every model has a version serving."""
+        return self.started and all(
+            any(m.ready for m in e.versions.values()) for e in self.repository.entries()
+        )
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {
+            "name": "inferd",
+            "version": __version__,
+            "extensions": ["binary_tensor_data", "kserve_v1", "metrics"],
+        }
+
+    def check_model(self, name: str, version: str | None = None) -> None:
+        """Raise NotFound/NotReady before a transport spends time decoding a body."""
+        self.repository.get(name, version)
+
+    def known(self, name: str) -> bool:
+        """Whether a model folder of this name exists (bounds metric label values)."""
+        try:
+            self.repository.entry(name)
+        except InferdError:
+            return False
+        return True
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        entry = self.repository.entry(name)
+        if version:
+            found = entry.versions.get(int(version)) if version.isdigit() else None
+            return found is not None and found.ready
+        latest = entry.latest
+        return latest is not None and latest.ready
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self.repository.get(name, version)
+        pipeline = model.pipeline
+        return {
+            "name": model.name,
+            "versions": [str(v) for v in sorted(self.repository.entry(name).versions)],
+            "platform": _PLATFORM.get(model.spec.backend, model.spec.backend),
+            "inputs": _tensor_metadata(pipeline.inputs, pipeline.batched),
+            "outputs": _tensor_metadata(pipeline.outputs, pipeline.batched),
+            "parameters": {
+                "task": model.spec.task,
+                "max_batch_size": model.spec.max_batch_size,
+                "description": model.spec.description,
+            },
+        }
+
+    def model_index(self) -> list[dict[str, Any]]:
+        """Every model folder and its state, loaded or not (the repository index)."""
+        index = []
+        for entry in self.repository.entries():
+            for number, model in sorted(entry.versions.items()):
+                index.append(
+                    {
+                        "name": entry.name,
+                        "version": str(number),
+                        "state": "READY" if model.ready else "LOADING",
+                    }
+                )
+            if not entry.versions:
+                index.append(
+                    {"name": entry.name, "state": "UNAVAILABLE", "reason": "; ".join(entry.errors)}
+                )
+        return index
+
+    # --- inference ----------------------------------------------------------------------
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        request: InferRequest,
+        request_id: str,
+        deadline: float | None = None,
+    ) -> InferResponse:
+        """An Open Inference Protocol (V2) request: tensors in, tensors out."""
+        model = self.repository.get(name, version)
+        items = model.pipeline.items_from_tensors(request.inputs)
+        results = await self._run(model, items, request_id, deadline, label_items=False)
+        tensors = model.pipeline.tensors_from_predictions([r.prediction for r in results])
+        outputs = [
+            InferTensor(
+                name=n,
+                datatype=datatype_of(array.dtype),
+                shape=list(array.shape),
+                data=array,
+            )
+            for n, array in tensors.items()
+        ]
+        return InferResponse(
+            model_name=model.name,
+            model_version=str(model.version),
+            id=request.id if request.id is not None else request_id,
+            outputs=outputs,
+        )
+
+    async def predict(
+        self,
+        name: str,
+        version: str | None,
+        instances: Sequence[Any],
+        request_id: str,
+        deadline: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """A KServe V1 request: instances a person would send, predictions a person reads."""
+        model = self.repository.get(name, version)
+        items: list[Item] = []
+        for position, instance in enumerate(instances):
+            try:
+                items.append(model.pipeline.item_from_instance(instance))
+            except InferdError as error:
+                if len(instances) > 1:
+                    error.message = f"instance {position}: {error.message}"
+                    error.args = (error.message,)
+                raise
+        results = await self._run(model, items, request_id, deadline, label_items=True)
+        return [r.prediction.fields for r in results]
+
+    async def _run(
+        self,
+        model: ModelVersion,
+        items: list[Item],
+        request_id: str,
+        deadline: float | None,
+        *,
+        label_items: bool,
+    ) -> list[ItemResult]:
+        batcher = model.batcher
+        if batcher is None:
+            self.repository.get(model.name, str(model.version))  # raises "not ready"
+            raise AssertionError("unreachable")
+        started = time.perf_counter()
+        try:
+            if len(items) == 1:
+                outcomes: list[tuple[ItemResult, float] | BaseException] = [
+                    await batcher.submit(items[0], deadline)
+                ]
+            else:
+                outcomes = await asyncio.gather(
+                    *(batcher.submit(item, deadline) for item in items), return_exceptions=True
+                )
+        except ModelError as error:
+            raise self._with_request_id(error, request_id) from error
+        results: list[ItemResult] = []
+        for position, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, ModelError):
+                    raise self._with_request_id(outcome, request_id) from outcome
+                if isinstance(outcome, InferdError) and label_items and len(items) > 1:
+                    outcome.message = f"instance {position}: {outcome.message}"
+                    outcome.args = (outcome.message,)
+                raise outcome
+            result, queue_s = outcome
+            self._observe(model.name, result, queue_s)
+            results.append(result)
+        self.metrics.stage(model.name, "total").observe(time.perf_counter() - started)
+        return results
+
+    def _observe(self, model: str, result: ItemResult, queue_s: float) -> None:
+        metrics = self.metrics
+        metrics.stage(model, "queue").observe(queue_s)
+        metrics.stage(model, "preprocess").observe(result.preprocess_s)
+        metrics.stage(model, "model").observe(result.model_s)
+        metrics.stage(model, "postprocess").observe(result.postprocess_s)
+
+    def _with_request_id(self, error: ModelError, request_id: str) -> ModelError:
+        logger.error("request %s failed inside the model: %s", request_id, error.message)
+        return ModelError(
+            f"{error.message} (request id {request_id}; the traceback is in the server log)"
+        )

@@ -1,0 +1,292 @@
+"""`ModelSpec`: one model's model.yaml, validated with errors that say how to fix them.
+
+The spec describes the model's *wire* interface (what clients send and get back), the stages
+that turn wire inputs into model tensors and model outputs into predictions, and how the
+model is batched, run and evaluated. Stage parameters live here too, so a typo anywhere in
+model.yaml is caught when the file is read, never mid-request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from inferd.datatypes import DATATYPES
+from inferd.errors import SpecError
+
+Task = Literal["classification", "regression", "detection", "forecasting", "generation", "tensor"]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt option must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """A named tensor. `shape` is per item (no batch dimension) when the model batches."""
+
+    name: str
+    datatype: str
+    shape: list[int] = Field(default_factory=lambda: [-1])
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in DATATYPES:
+            raise ValueError(f"unknown datatype {value!r}; use one of {', '.join(DATATYPES)}")
+        return upper
+
+    @field_validator("shape")
+    @classmethod
+    def _valid_dims(cls, value: list[int]) -> list[int]:
+        if any(dim < -1 or dim == 0 for dim in value):
+            raise ValueError(f"shape {value}: each dimension is a positive size or -1 (any size)")
+        return value
+
+
+# --- preprocessing stages -------------------------------------------------------------------
+
+
+class ImageStage(_Strict):
+    """Decode an image file and turn it into the tensor a vision model expects."""
+
+    type: Literal["image"]
+    input: str | None = None
+    """The wire input holding the encoded image (default: the only input)."""
+    output: str | None = None
+    """The model tensor it feeds (default: the model's only input)."""
+    color: Literal["L", "RGB", "BGR"] = "RGB"
+    size: tuple[int, int]
+    """[width, height] the image is resized to."""
+    resample: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "bilinear"
+    keep_aspect: bool = False
+    """Letterbox: keep the aspect ratio and pad with `pad_value` instead of stretching."""
+    pad_value: int = 0
+    invert: bool | Literal["auto"] = False
+    """Invert intensities; "auto" inverts when the border is light (dark ink on white paper)."""
+    scale: float = 1.0 / 255.0
+    mean: list[float] = Field(default_factory=lambda: [0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0])
+    layout: Literal["CHW", "HWC", "HW"] = "CHW"
+    datatype: Literal["FP32", "FP16", "UINT8"] = "FP32"
+    max_pixels: int = 64_000_000
+    """Refuse images larger than this before decoding them (decompression bombs)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ImageStage:
+        channels = 1 if self.color == "L" else 3
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, channels):
+                raise ValueError(
+                    f"{name} has {len(values)} values; give 1 or {channels} (one per channel)"
+                )
+        if any(s == 0 for s in self.std):
+            raise ValueError("std must not contain 0")
+        if self.size[0] <= 0 or self.size[1] <= 0:
+            raise ValueError("size is [width, height], both positive")
+        if self.layout == "HW" and self.color != "L":
+            raise ValueError('layout "HW" has no channel axis: use it only with color "L"')
+        return self
+
+
+class TabularStage(_Strict):
+    """Named numeric features, in declared order, scaled, into one feature vector."""
+
+    type: Literal["tabular"]
+    features: list[str]
+    output: str | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    datatype: Literal["FP32", "FP64"] = "FP32"
+
+    @model_validator(mode="after")
+    def _check(self) -> TabularStage:
+        if not self.features:
+            raise ValueError("features must name at least one feature")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features must be unique")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) != len(self.features):
+                raise ValueError(
+                    f"{name} has {len(values)} values but there are "
+                    f"{len(self.features)} features; give one per feature"
+                )
+        if self.std is not None and any(s == 0 for s in self.std):
+            raise ValueError("std must not contain 0")
+        return self
+
+
+PreprocessStage = Annotated[ImageStage | TabularStage, Field(discriminator="type")]
+
+
+# --- postprocessing stages ------------------------------------------------------------------
+
+
+class ClassifyStage(_Strict):
+    """Scores → label, score and top-k with label names."""
+
+    type: Literal["classify"]
+    output: str | None = None
+    """The model output holding logits or probabilities (default: the first output)."""
+    softmax: bool | Literal["auto"] = "auto"
+    """"auto" applies softmax unless the scores already look like probabilities."""
+    top_k: int = Field(default=5, ge=1)
+
+
+class RegressStage(_Strict):
+    """Raw outputs → named values in the target's own units (inverse scaling)."""
+
+    type: Literal["regress"]
+    output: str | None = None
+    names: list[str] | None = None
+    """Names for the values; one value and no names gives {"value": x}."""
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+PostprocessStage = Annotated[ClassifyStage | RegressStage, Field(discriminator="type")]
+
+
+# --- serving options ------------------------------------------------------------------------
+
+
+class BatchingSpec(_Strict):
+    max_batch_size: int = Field(default=32, ge=0)
+    """0 or 1 turns batching off (0 also means the model has no batch dimension)."""
+    max_delay_ms: float = Field(default=0.0, ge=0)
+    """How long a batch may wait to fill after its first item; 0: start when a worker is free."""
+    max_queue: int = Field(default=1024, ge=1)
+    """Items that may wait; beyond it requests are refused with 429."""
+
+
+class RuntimeSpec(_Strict):
+    threads: int = Field(default=0, ge=0)
+    """Intra-op threads for the backend; 0 lets the runtime choose."""
+    device: str = "cpu"
+    """cpu, cuda or cuda:N."""
+    instances: int = Field(default=1, ge=1)
+    """Batches that may run at once (worker threads for this model version)."""
+
+
+class EvalSpec(_Strict):
+    data: str
+    """A JSON-lines file, relative to the model folder: {"instance": ..., "target": ...}."""
+    metric: Literal["accuracy", "r2", "mae", "rmse"]
+    threshold: float | None = None
+    """The value the metric must reach (at least; at most for mae/rmse)."""
+
+
+class PythonSpec(_Strict):
+    module: str = "model.py"
+    """File in the version folder; loaded only when serving with --trust-code."""
+    class_name: str = Field(default="Model", alias="class")
+
+
+class ModelSpec(_Strict):
+    """A model as model.yaml describes it."""
+
+    name: str
+    task: Task = "tensor"
+    backend: Literal["onnx", "python"] = "onnx"
+    artifact: str | None = None
+    """File inside each version folder (default: model.onnx for onnx)."""
+    description: str = ""
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    outputs: list[TensorSpec] = Field(default_factory=list)
+    preprocess: list[PreprocessStage] = Field(default_factory=list)
+    postprocess: list[PostprocessStage] = Field(default_factory=list)
+    labels: list[str] | str | None = None
+    """A list of class names, or a file (relative to the model folder) with one per line."""
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    eval: EvalSpec | None = None
+    python: PythonSpec | None = None
+    versions: Literal["latest", "all"] | list[int] = "latest"
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        names = [t.name for t in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError("input names must be unique")
+        if self.task == "classification" and not any(
+            isinstance(s, ClassifyStage) for s in self.postprocess
+        ):
+            raise ValueError('task "classification" needs a postprocess stage of type "classify"')
+        if self.task == "regression" and not any(
+            isinstance(s, RegressStage) for s in self.postprocess
+        ):
+            raise ValueError('task "regression" needs a postprocess stage of type "regress"')
+        if len(self.postprocess) > 1:
+            raise ValueError("give at most one postprocess stage")
+        if self.preprocess and not self.inputs:
+            raise ValueError("a model with preprocess stages must declare its wire `inputs`")
+        if self.backend == "python" and (not self.inputs or not self.outputs):
+            raise ValueError("a python-backend model must declare its `inputs` and `outputs`")
+        return self
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.batching.max_batch_size
+
+    @property
+    def batched(self) -> bool:
+        """True when tensors carry a leading batch dimension that requests may stack."""
+        return self.batching.max_batch_size > 0
+
+    def artifact_name(self) -> str:
+        if self.artifact:
+            return self.artifact
+        if self.backend == "python":
+            return (self.python or PythonSpec()).module
+        return "model.onnx"
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source} is not valid:"]
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling; see the docs for the allowed keys)"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: dict[str, Any], source: str = "model.yaml") -> ModelSpec:
+    """Validate a model.yaml mapping; raise SpecError listing every problem with its path."""
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_describe(error, source)) from None
+
+
+def load_spec(model_dir: Path) -> ModelSpec | None:
+    """Read model_dir/model.yaml; None when the folder has none (a plain tensor model)."""
+    path = model_dir / "model.yaml"
+    if not path.exists():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path} must be a mapping of keys (name, task, backend, ...)")
+    data.setdefault("name", model_dir.name)
+    return parse_spec(data, str(path))
+
+
+def load_labels(spec: ModelSpec, model_dir: Path) -> list[str] | None:
+    """The class names, from the spec itself or from its labels file."""
+    if spec.labels is None:
+        return None
+    if isinstance(spec.labels, list):
+        return spec.labels
+    path = model_dir / spec.labels
+    if not path.exists():
+        raise SpecError(f"labels file {path} does not exist; create it with one label per line")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

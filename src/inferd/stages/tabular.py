@@ -1,0 +1,55 @@
+"""Tabular preprocessing: named numeric features → one scaled feature vector.
+
+Features are taken in the order model.yaml declares, whatever order the client sent them
+in; missing, non-numeric and non-finite values are refused with the feature's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from inferd.datatypes import numpy_dtype
+from inferd.errors import BadRequestError
+from inferd.spec import TabularStage
+from inferd.stages import Item, Preprocess
+
+
+def _scalar(value: Any, feature: str) -> float:
+    array = np.asarray(value)
+    if array.size != 1:
+        raise BadRequestError(f"feature {feature!r} must be one number; got {array.size} values")
+    try:
+        number = float(array.reshape(-1)[0])
+    except (TypeError, ValueError):
+        raise BadRequestError(f"feature {feature!r} must be a number; got {value!r}") from None
+    return number
+
+
+def build(stage: TabularStage, output_name: str) -> Preprocess:
+    """A preprocess function stacking the declared features into `output_name`."""
+    features = list(stage.features)
+    consumed = set(features)
+    mean = np.asarray(stage.mean if stage.mean is not None else [0.0] * len(features))
+    std = np.asarray(stage.std if stage.std is not None else [1.0] * len(features))
+    dtype = numpy_dtype(stage.datatype)
+
+    def preprocess(item: Item) -> Item:
+        missing = [f for f in features if f not in item]
+        if missing:
+            raise BadRequestError(
+                f"missing feature(s) {', '.join(missing)}; this model needs all of: "
+                f"{', '.join(features)}"
+            )
+        values = np.array([_scalar(item[f], f) for f in features], dtype=np.float64)
+        bad = [f for f, v in zip(features, values, strict=True) if not np.isfinite(v)]
+        if bad:
+            raise BadRequestError(
+                f"feature(s) {', '.join(bad)} are NaN or infinite; send finite numbers"
+            )
+        out = {k: v for k, v in item.items() if k not in consumed}
+        out[output_name] = ((values - mean) / std).astype(dtype)
+        return out
+
+    return preprocess
