@@ -1,0 +1,38 @@
+# `make serve` and `make test` work on a fresh machine: they create .venv and install inferd.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup serve test lint unit e2e bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+serve: setup
+	$(VENV)/bin/inferd serve model_repository --host $(HOST) --port $(PORT)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+unit: setup
+	$(PY) -m pytest -q tests/unit
+
+e2e: setup
+	$(PY) -m pytest -q tests/e2e
+
+bench: setup
+	$(PY) bench/serve.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

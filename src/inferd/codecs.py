@@ -1,0 +1,428 @@
+"""The Open Inference Protocol wire (KServe V2 / Triton HTTP): request and response bodies ⇄ numpy.
+
+Covers V2 JSON tensors, the binary tensor data extension (a JSON header whose length is in the
+``Inference-Header-Content-Length`` header, then raw tensor bytes in tensor order), BYTES
+tensors (4-byte little-endian length + bytes per element, as Triton serializes them) and
+base64. It knows nothing about models: every check here is about the wire alone, and every
+mistake a client can make becomes a BadRequestError that says what to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from inferd.datatypes import numpy_dtype
+from inferd.errors import BadRequestError
+
+HEADER_CONTENT_LENGTH = "inference-header-content-length"
+
+_LENGTH = struct.Struct("<I")  # the length prefix of each element of a binary BYTES tensor
+
+
+@dataclass
+class InferTensor:
+    name: str
+    datatype: str  # V2 datatype string, e.g. "FP32", "BYTES"
+    shape: list[int]
+    data: npt.NDArray[Any]  # reshaped to `shape`; BYTES → dtype=object array of `bytes`
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RequestedOutput:
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)  # e.g. {"binary_data": True}
+
+
+@dataclass
+class InferRequest:
+    inputs: list[InferTensor]
+    outputs: list[RequestedOutput] | None = None  # None = all outputs
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InferResponse:
+    model_name: str
+    outputs: list[InferTensor]
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+# --- JSON and base64 -------------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    """What orjson cannot write natively: non-contiguous/object arrays, bytes."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, bytes | bytearray | memoryview):
+        raw = bytes(obj)
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            return base64.b64encode(raw).decode("ascii")
+    raise TypeError(f"cannot serialize {type(obj).__name__} to JSON")
+
+
+def json_dumps(obj: Any) -> bytes:
+    """Serialize a reply; numpy arrays and scalars go through orjson's native (fast) path."""
+    return orjson.dumps(obj, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_loads(body: bytes, what: str = "request body") -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadRequestError(f"{what} is not valid JSON: {e}") from None
+
+
+def decode_b64(value: str, what: str = "input") -> bytes:
+    if not isinstance(value, str):
+        raise BadRequestError(f"{what} must be a base64 string, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError as e:  # binascii.Error, or non-ASCII text
+        raise BadRequestError(f"{what} is not valid base64: {e}") from None
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRequest:
+    """Parse a V2 inference request; binary tensors are read from after the JSON header."""
+    if json_length is not None and not 0 <= json_length <= len(body):
+        raise BadRequestError(
+            f"{HEADER_CONTENT_LENGTH} is {json_length} but the body has only {len(body)} bytes"
+        )
+    try:
+        doc = json_loads(body if json_length is None else body[:json_length])
+    except BadRequestError as e:
+        if json_length is not None or b"binary_data_size" not in body:
+            raise
+        hint = f"; binary tensor data needs the {HEADER_CONTENT_LENGTH} header"
+        raise BadRequestError(e.message + hint) from None
+    if not isinstance(doc, dict):
+        raise BadRequestError('request body must be a JSON object with an "inputs" list')
+    inputs_doc = doc.get("inputs")
+    if not isinstance(inputs_doc, list) or not inputs_doc:
+        raise BadRequestError(
+            'request body needs "inputs": a non-empty list of {"name", "datatype", "shape", "data"}'
+        )
+    offset = json_length
+    inputs: list[InferTensor] = []
+    seen: set[str] = set()
+    for i, item in enumerate(inputs_doc):
+        tensor, offset = _decode_input(i, item, body, offset)
+        if tensor.name in seen:
+            raise BadRequestError(f'input "{tensor.name}" is given twice; names must be unique')
+        seen.add(tensor.name)
+        inputs.append(tensor)
+    if offset is not None and offset != len(body):
+        left = len(body) - offset
+        raise BadRequestError(f"{left} bytes of binary data are left over; check binary_data_size")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequestError(f'"id" must be a string, got {request_id!r}')
+    return InferRequest(
+        inputs=inputs,
+        outputs=_decode_outputs(doc.get("outputs")),
+        id=request_id,
+        parameters=_parameters(doc.get("parameters"), "request", "binary_data_output"),
+    )
+
+
+def _parameters(value: Any, label: str, flag: str = "") -> dict[str, Any]:
+    """A copy of a "parameters" object, checking that its `flag` (if any) is a boolean."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequestError(f'{label}: "parameters" must be a JSON object, got {value!r}')
+    if flag in value and not isinstance(value[flag], bool):
+        raise BadRequestError(f"{label}: parameters.{flag} must be true or false")
+    return dict(value)
+
+
+def _decode_outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadRequestError('"outputs" must be a list of {"name": ..., "parameters": {...}}')
+    outputs = []
+    for i, item in enumerate(value):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise BadRequestError(f'outputs[{i}] needs a "name" string')
+        params = _parameters(item.get("parameters"), f'output "{name}"', "binary_data")
+        outputs.append(RequestedOutput(name=name, parameters=params))
+    return outputs
+
+
+def _decode_input(
+    index: int, doc: Any, body: bytes, offset: int | None
+) -> tuple[InferTensor, int | None]:
+    """One input tensor, and the offset where the next binary tensor starts."""
+    if not isinstance(doc, dict):
+        raise BadRequestError(f"inputs[{index}] must be a JSON object, got {doc!r}")
+    name = doc.get("name")
+    if not isinstance(name, str):
+        raise BadRequestError(f'inputs[{index}] needs a "name" string')
+    label = f'input "{name}"'
+    datatype = doc.get("datatype")
+    if not isinstance(datatype, str):
+        raise BadRequestError(f'{label} needs a "datatype" string, e.g. "FP32"')
+    try:
+        numpy_dtype(datatype)
+    except ValueError as e:
+        raise BadRequestError(f"{label}: {e}") from None
+    shape = doc.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise BadRequestError(f'{label} needs "shape": a list of non-negative integers')
+    params = _parameters(doc.get("parameters"), label)
+    size = params.pop("binary_data_size", None)
+    if size is not None:
+        if "data" in doc:
+            raise BadRequestError(f'{label} has both "data" and binary_data_size; send one')
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BadRequestError(f"{label}: binary_data_size must be a non-negative integer")
+        if offset is None:
+            raise BadRequestError(f"{label}: binary data needs the {HEADER_CONTENT_LENGTH} header")
+        if offset + size > len(body):
+            left = len(body) - offset
+            raise BadRequestError(f"{label}: binary_data_size is {size} but {left} bytes are left")
+        data = _from_binary(label, datatype, shape, body, offset, size)
+        offset += size
+    elif "data" in doc:
+        b64 = datatype == "BYTES" and params.get("content_type") == "base64"
+        data = _from_json(label, datatype, shape, doc["data"], b64)
+    elif "shared_memory_region" in params:
+        raise BadRequestError(f"{label}: shared memory is not supported; send data inline")
+    else:
+        raise BadRequestError(f'{label} has no "data" (or binary_data_size for binary data)')
+    return InferTensor(name, datatype, shape, data.reshape(shape), params), offset
+
+
+def _count_error(label: str, shape: list[int], count: int, given: int) -> BadRequestError:
+    return BadRequestError(f"{label}: shape {shape} needs {count} values but {given} were given")
+
+
+def _from_binary(
+    label: str, datatype: str, shape: list[int], body: bytes, offset: int, size: int
+) -> npt.NDArray[Any]:
+    dtype, count = numpy_dtype(datatype), math.prod(shape)
+    if datatype == "BYTES":
+        items: list[bytes] = []
+        pos, end = offset, offset + size
+        while pos < end:
+            if pos + 4 > end:
+                raise BadRequestError(f"{label}: BYTES data ends inside an element's length prefix")
+            (n,) = _LENGTH.unpack_from(body, pos)
+            pos += 4
+            if pos + n > end:
+                raise BadRequestError(
+                    f"{label}: a BYTES element announces {n} bytes but {end - pos} are left "
+                    "(each element is a 4-byte little-endian length, then its bytes)"
+                )
+            items.append(body[pos : pos + n])
+            pos += n
+        if len(items) != count:
+            raise _count_error(label, shape, count, len(items))
+        out = np.empty(count, dtype=object)
+        out[:] = items
+        return out
+    need = count * dtype.itemsize
+    if size != need:
+        raise BadRequestError(
+            f"{label}: shape {shape} of {datatype} needs {need} bytes of binary data "
+            f"but binary_data_size is {size}"
+        )
+    if datatype == "BOOL":  # one byte per element; any non-zero byte is true
+        return np.frombuffer(body, dtype=np.uint8, count=count, offset=offset).astype(bool)
+    # The wire is little-endian; astype makes an aligned, writable, native-order copy (the
+    # body is immutable bytes, and backends may write into or hand off their inputs).
+    wire = np.frombuffer(body, dtype=dtype.newbyteorder("<"), count=count, offset=offset)
+    return wire.astype(dtype)
+
+
+def _from_json(
+    label: str, datatype: str, shape: list[int], data: Any, b64: bool
+) -> npt.NDArray[Any]:
+    dtype, count = numpy_dtype(datatype), math.prod(shape)
+    if not isinstance(data, list):
+        raise BadRequestError(f'{label}: "data" must be a list (flat or nested, row-major)')
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if len(flat) != count:
+            raise _count_error(label, shape, count, len(flat))
+        bad = [v for v in flat if not isinstance(v, str)]
+        if bad:
+            raise BadRequestError(f"{label}: BYTES data must be strings, got {bad[0]!r}")
+        out = np.empty(count, dtype=object)  # orjson guarantees valid unicode, so encode() is safe
+        out[:] = [decode_b64(v, f"{label} data") if b64 else v.encode() for v in flat]
+        return out
+    # Let numpy infer the element kind first, so strings/nulls/fractions are caught instead
+    # of being coerced; this costs no more than converting straight to the target dtype.
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
+        raise BadRequestError(
+            f"{label}: data must be numbers in a flat list or rectangular nested lists"
+        ) from None
+    if arr.size != count:
+        raise _count_error(label, shape, count, arr.size)
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    kind = arr.dtype.kind
+    if kind not in "biuf":
+        bad = [v for v in _flatten(data) if not isinstance(v, int | float)] or [arr.dtype]
+        raise BadRequestError(f"{label}: {datatype} data must be numbers, got {bad[0]!r}")
+    if dtype.kind == "b":
+        if kind != "b":
+            raise BadRequestError(f"{label}: BOOL data must be true or false")
+        return arr
+    if dtype.kind in "iu" and kind in "iuf":
+        info = np.iinfo(dtype.name)
+        wrong = f"{label}: {datatype} values must be whole numbers in [{info.min}, {info.max}]"
+        if kind == "f" and dtype.itemsize == 8 and all(type(v) is int for v in _flatten(data)):
+            # int64 and uint64 values together infer as float64; convert the exact ints instead
+            try:
+                return np.asarray(data, dtype=dtype)
+            except OverflowError:
+                raise BadRequestError(wrong) from None
+        if kind == "f":
+            fractions = arr[~(np.isfinite(arr) & (arr == np.trunc(arr)))]
+            if fractions.size:
+                raise BadRequestError(f"{wrong}, got {fractions.flat[0]}")
+        lo, hi = arr.min().item(), arr.max().item()  # Python numbers compare exactly
+        if lo < info.min or hi > info.max:
+            raise BadRequestError(f"{wrong}, got {lo if lo < info.min else hi}")
+    with np.errstate(over="ignore"):  # values too large for FP16/FP32 become inf, as in C
+        return arr.astype(dtype, copy=False)
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    """Row-major leaves of nested lists; iterative, as JSON may nest deeper than Python recurses."""
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list):
+                stack.append(iter(v))
+                break
+            out.append(v)
+        else:
+            stack.pop()
+    return out
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+def select_outputs(
+    response_outputs: list[InferTensor], request: InferRequest | None
+) -> list[InferTensor]:
+    """The outputs the request asked for, in its order; all of them when it named none."""
+    if request is None or not request.outputs:
+        return list(response_outputs)
+    by_name = {t.name: t for t in response_outputs}
+    selected = []
+    for wanted in request.outputs:
+        if wanted.name not in by_name:
+            available = ", ".join(f'"{n}"' for n in by_name) or "none"
+            raise BadRequestError(
+                f'unknown output "{wanted.name}" requested; the available outputs are {available}'
+            )
+        selected.append(by_name[wanted.name])
+    return selected
+
+
+def encode_infer_response(
+    response: InferResponse, request: InferRequest | None = None
+) -> tuple[bytes, int | None]:
+    """Serialize a response; the second item is the JSON header length, None if all-JSON."""
+    outputs = select_outputs(response.outputs, request)
+    requested = {o.name: o for o in (request.outputs or [])} if request else {}
+    default_binary = bool(request and request.parameters.get("binary_data_output") is True)
+    chunks: list[bytes] = []
+    docs = []
+    any_binary = False
+    for tensor in outputs:
+        wanted = requested.get(tensor.name)
+        own = wanted.parameters.get("binary_data") if wanted else None
+        binary = default_binary if own is None else own is True
+        any_binary = any_binary or binary
+        docs.append(_encode_output(tensor, binary, chunks))
+    doc = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+        "id": response.id,
+        "parameters": response.parameters or None,
+        "outputs": docs,
+    }
+    header = json_dumps({k: v for k, v in doc.items() if v is not None})
+    if not any_binary:
+        return header, None
+    return b"".join([header, *chunks]), len(header)
+
+
+def _encode_output(tensor: InferTensor, binary: bool, chunks: list[bytes]) -> dict[str, Any]:
+    params = dict(tensor.parameters)
+    doc: dict[str, Any] = {
+        "name": tensor.name,
+        "datatype": tensor.datatype,
+        "shape": [int(d) for d in tensor.shape],
+    }
+    if tensor.datatype == "BYTES":
+        flat = np.asarray(tensor.data, dtype=object).ravel().tolist()
+        items = [v if isinstance(v, bytes) else str(v).encode() for v in flat]
+        if binary:
+            raw = b"".join(_LENGTH.pack(len(b)) + b for b in items)
+        else:
+            try:
+                doc["data"] = [b.decode() for b in items]
+            except UnicodeDecodeError:  # JSON strings can't hold raw bytes: send all as base64
+                doc["data"] = [base64.b64encode(b).decode("ascii") for b in items]
+                params["content_type"] = "base64"
+    else:
+        wire = np.ascontiguousarray(tensor.data, dtype=numpy_dtype(tensor.datatype)).ravel()
+        if binary:
+            raw = wire.astype(wire.dtype.newbyteorder("<"), copy=False).tobytes()
+        else:
+            doc["data"] = wire  # orjson writes contiguous numpy arrays natively
+    if binary:
+        params["binary_data_size"] = len(raw)
+        chunks.append(raw)
+    if params:
+        doc["parameters"] = params
+    return doc
+
+
+__all__ = [
+    "HEADER_CONTENT_LENGTH",
+    "InferRequest",
+    "InferResponse",
+    "InferTensor",
+    "RequestedOutput",
+    "decode_b64",
+    "decode_infer_request",
+    "encode_infer_response",
+    "json_dumps",
+    "json_loads",
+    "select_outputs",
+]
