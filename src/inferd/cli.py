@@ -77,9 +77,12 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
 
+_FEATURE = re.compile(r"^[A-Za-z_][\w.\-]*=")
+
+
 def _instances(inputs: list[str]) -> list[tuple[str, Any]]:
     """CLI inputs → (source, V1 instance): files, key=value features, or JSON values."""
-    pairs = [text for text in inputs if "=" in text and not Path(text).exists()]
+    pairs = [text for text in inputs if _FEATURE.match(text) and not Path(text).exists()]
     if pairs:
         if len(pairs) != len(inputs):
             raise _fail("give either key=value features or files/values, not both")

@@ -65,6 +65,21 @@ def _describe_shape(shape: Sequence[int]) -> str:
     return "[" + ", ".join("any" if d == -1 else str(d) for d in shape) + "]"
 
 
+def _convert_numbers(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """JSON numbers → the input's dtype, refusing values the dtype would silently change."""
+    dtype = numpy_dtype(spec.datatype)
+    if dtype.kind in "iu" and raw.size:
+        if raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)):
+            raise BadRequestError(f"input {spec.name!r} takes whole numbers ({spec.datatype})")
+        info = np.iinfo(dtype.type)  # type: ignore[type-var]
+        if raw.min() < info.min or raw.max() > info.max:
+            raise BadRequestError(
+                f"input {spec.name!r} takes {spec.datatype} values in "
+                f"[{info.min}, {info.max}]; got {raw.min()}..{raw.max()}"
+            )
+    return raw.astype(dtype)
+
+
 class Pipeline:
     """Decode, preprocess, run, postprocess for one model version; thread-safe."""
 
@@ -77,6 +92,7 @@ class Pipeline:
         self._input_by_name = {t.name: t for t in self.inputs}
         self._model_input_names = [t.name for t in backend.inputs]
         self._preprocess = [self._build_preprocess(stage) for stage in spec.preprocess]
+        self._check_wire_reaches_model()
         self._postprocess = self._build_postprocess(labels)
         if self._postprocess is not None:
             self.outputs = self._postprocess.outputs
@@ -117,6 +133,19 @@ class Pipeline:
                 )
             return image.build(stage, source, self._model_input(stage.output, "image"))
         return tabular.build(stage, self._model_input(stage.output, "tabular"))
+
+    def _check_wire_reaches_model(self) -> None:
+        """Without stages, declared wire inputs feed the graph directly: names must match."""
+        if self._preprocess or self.spec.backend != "onnx":
+            return
+        wire = set(self._input_by_name)
+        graph = set(self._model_input_names)
+        if wire != graph:
+            raise SpecError(
+                f"model {self.spec.name!r}: model.yaml declares inputs "
+                f"{', '.join(sorted(wire))} but the graph's inputs are "
+                f"{', '.join(sorted(graph))}; rename them or add a preprocess stage"
+            )
 
     def _build_postprocess(self, labels: list[str] | None) -> Postprocess | None:
         if not self.spec.postprocess:
@@ -217,7 +246,7 @@ class Pipeline:
                 raise BadRequestError(
                     f"input {spec.name!r} must be {spec.datatype} numbers; got {value!r:.80}"
                 )
-            array = raw.astype(numpy_dtype(spec.datatype))
+            array = _convert_numbers(raw, spec)
         return self._fit_item_shape(spec, array, batched=False)
 
     def _json_bytes(self, name: str, value: Any) -> Any:

@@ -250,8 +250,13 @@ class ModelRepository:
         if not model_dir.is_dir():
             raise NotFoundError(self._unknown(name))
         fresh = await asyncio.to_thread(load_model, model_dir, self.trust_code)
-        await self._start_entry(fresh)
         old = self._entries.get(name)
+        if not fresh.versions and old is not None and old.versions:
+            raise SpecError(
+                f"model {name!r} was not reloaded, the running versions keep serving: "
+                + "; ".join(fresh.errors)
+            )
+        await self._start_entry(fresh)
         self._entries[name] = fresh
         if old is not None:
             await self._stop_entry(old)

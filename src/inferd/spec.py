@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inferd.datatypes import DATATYPES
 from inferd.errors import SpecError
@@ -77,16 +85,19 @@ class ImageStage(_Strict):
     max_pixels: int = 64_000_000
     """Refuse images larger than this before decoding them (decompression bombs)."""
 
+    @field_validator("mean", "std")
+    @classmethod
+    def _per_channel(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        channels = 1 if info.data.get("color") == "L" else 3
+        if len(values) not in (1, channels):
+            allowed = "1" if channels == 1 else f"1 or {channels} (one per channel)"
+            raise ValueError(f"{info.field_name} has {len(values)} values; give {allowed}")
+        if info.field_name == "std" and any(v == 0 for v in values):
+            raise ValueError("std must not contain 0")
+        return values
+
     @model_validator(mode="after")
     def _check(self) -> ImageStage:
-        channels = 1 if self.color == "L" else 3
-        for name, values in (("mean", self.mean), ("std", self.std)):
-            if len(values) not in (1, channels):
-                raise ValueError(
-                    f"{name} has {len(values)} values; give 1 or {channels} (one per channel)"
-                )
-        if any(s == 0 for s in self.std):
-            raise ValueError("std must not contain 0")
         if self.size[0] <= 0 or self.size[1] <= 0:
             raise ValueError("size is [width, height], both positive")
         if self.layout == "HW" and self.color != "L":
@@ -104,21 +115,38 @@ class TabularStage(_Strict):
     std: list[float] | None = None
     datatype: Literal["FP32", "FP64"] = "FP32"
 
-    @model_validator(mode="after")
-    def _check(self) -> TabularStage:
-        if not self.features:
+    @field_validator("features")
+    @classmethod
+    def _named(cls, features: list[str]) -> list[str]:
+        if not features:
             raise ValueError("features must name at least one feature")
-        if len(set(self.features)) != len(self.features):
+        if len(set(features)) != len(features):
             raise ValueError("features must be unique")
-        for name, values in (("mean", self.mean), ("std", self.std)):
-            if values is not None and len(values) != len(self.features):
-                raise ValueError(
-                    f"{name} has {len(values)} values but there are "
-                    f"{len(self.features)} features; give one per feature"
-                )
-        if self.std is not None and any(s == 0 for s in self.std):
-            raise ValueError("std must not contain 0")
-        return self
+        return features
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _per_feature(cls, values: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        return _one_per(values, info, "features", "feature")
+
+
+def _one_per(
+    values: list[float] | None, info: ValidationInfo, key: str, what: str
+) -> list[float] | None:
+    """Check scaling values give one number per named thing (features, outputs)."""
+    if values is None:
+        return None
+    names = info.data.get(key)
+    if names is not None and len(values) not in (
+        (1, len(names)) if key == "names" else (len(names),)
+    ):
+        raise ValueError(
+            f"{info.field_name} has {len(values)} values but there are {len(names)} {key}; "
+            f"give one per {what}"
+        )
+    if info.field_name == "std" and any(v == 0 for v in values):
+        raise ValueError("std must not contain 0")
+    return values
 
 
 PreprocessStage = Annotated[ImageStage | TabularStage, Field(discriminator="type")]
@@ -147,6 +175,11 @@ class RegressStage(_Strict):
     """Names for the values; one value and no names gives {"value": x}."""
     mean: list[float] | None = None
     std: list[float] | None = None
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _per_name(cls, values: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        return _one_per(values, info, "names", "name")
 
 
 PostprocessStage = Annotated[ClassifyStage | RegressStage, Field(discriminator="type")]
@@ -246,10 +279,19 @@ class ModelSpec(_Strict):
         return "model.onnx"
 
 
+_STAGE_TAGS = {"image", "tabular", "classify", "regress"}
+
+
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"{source} is not valid:"]
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        # Tagged unions put the tag in the path (preprocess.0.image.size): drop it.
+        parts = [
+            part
+            for i, part in enumerate(problem["loc"])
+            if not (i and isinstance(problem["loc"][i - 1], int) and part in _STAGE_TAGS)
+        ]
+        where = ".".join(str(part) for part in parts) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check its spelling; see the docs for the allowed keys)"

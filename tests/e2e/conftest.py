@@ -28,7 +28,7 @@ import numpy as np
 
 
 class Model:
-    """Sleeps x seconds (the largest x in the batch), records every x it ran, and crashes on x < 0."""
+    """Sleeps the largest x seconds, logs every x it ran, and crashes on x < 0."""
 
     def load(self, version_dir):
         self.calls = version_dir / "calls.log"
@@ -76,12 +76,13 @@ class Server:
 
 def start_server(repo: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
-    command = [
-        sys.executable, "-m", "inferd.cli", "serve", str(repo), "--port", str(port), *args
-    ]
+    command = [sys.executable, "-m", "inferd.cli", "serve", str(repo), "--port", str(port), *args]
     out = log.open("wb")
     process = subprocess.Popen(
-        command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        command,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

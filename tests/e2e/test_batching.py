@@ -75,7 +75,12 @@ async def test_v2_burst_binary_matches_single(server: Server) -> None:
         assert reply.status_code == 200
         got = {o["name"]: o["data"] for o in reply.json()["outputs"]}
         assert got["label"] == want["label"] == ["7"]
-        assert max(abs(a - b) for a, b in zip(got["probabilities"], want["probabilities"])) < 1e-5
+        assert (
+            max(
+                abs(a - b) for a, b in zip(got["probabilities"], want["probabilities"], strict=True)
+            )
+            < 1e-5
+        )
 
 
 def test_metrics_cover_every_stage(server: Server) -> None:

@@ -46,7 +46,7 @@ async def test_full_queue_is_429_with_retry_after(fault_server: Server) -> None:
             *(http.post("/v2/models/slow/infer", json=_slow(1.0)) for _ in range(16))
         )
     statuses = sorted(r.status_code for r in replies)
-    assert statuses.count(200) >= 5  # the running batch plus a full queue
+    assert statuses.count(200) >= 4  # at least a full queue is served
     refused = [r for r in replies if r.status_code == 429]
     assert refused, statuses
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)

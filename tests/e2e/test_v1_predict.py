@@ -22,7 +22,7 @@ def test_digit_image_as_b64(server: Server) -> None:
     [prediction] = reply.json()["predictions"]
     assert prediction["label"] == "7"
     assert 0.5 < prediction["score"] <= 1.0
-    assert [t["label"] for t in prediction["top_k"]][0] == "7"
+    assert prediction["top_k"][0]["label"] == "7"
     scores = [t["score"] for t in prediction["top_k"]]
     assert scores == sorted(scores, reverse=True) and len(scores) == 3
 

@@ -90,9 +90,7 @@ def test_unbatched_fixed_shape_model(client: triton.InferenceServerClient) -> No
 
 
 def test_tabular_regression_over_v2(client: triton.InferenceServerClient) -> None:
-    spec_features = [
-        "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"
-    ]
+    spec_features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     first = json.loads((BUNDLED / "diabetes" / "eval" / "test.jsonl").read_text().splitlines()[0])
     inputs = []
     for name in spec_features:

@@ -84,3 +84,98 @@ def fixed_shape(path: Path) -> Path:
         initializer=[three],
     )
     return _save(graph, path)
+
+
+def image_classifier_weights(
+    seed: int = 1, classes: int = 3, side: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (
+        rng.normal(size=(side * side, classes)).astype(np.float32),
+        rng.normal(size=(classes,)).astype(np.float32),
+    )
+
+
+def image_classifier(path: Path, classes: int = 3, side: int = 8, seed: int = 1) -> Path:
+    """x[N, 1, side, side] FP32 → logits[N, classes] = flatten(x) @ W + b; a tiny vision model."""
+    weight, bias = image_classifier_weights(seed, classes, side)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "W"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["logits"]),
+        ],
+        "image_classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, side, side])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "b")],
+    )
+    return _save(graph, path)
+
+
+def linear_regressor_weights(seed: int = 2, features: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (
+        rng.normal(size=(features, 1)).astype(np.float32),
+        rng.normal(size=(1,)).astype(np.float32),
+    )
+
+
+def linear_regressor(path: Path, features: int = 10, seed: int = 2) -> Path:
+    """x[N, features] FP32 → y[N, 1] = x @ w + b; a batched linear regressor."""
+    weight, bias = linear_regressor_weights(seed, features)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["xw"]),
+            helper.make_node("Add", ["xw", "b"], ["y"]),
+        ],
+        "linear_regressor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    return _save(graph, path)
+
+
+def scaled(path: Path, factor: float) -> Path:
+    """x[N, -1] FP32 → y[N, -1] = x * factor; versions of one model that differ in `factor`."""
+    constant = numpy_helper.from_array(np.array(factor, dtype=np.float32), "factor")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "factor"], ["y"])],
+        "scaled",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "length"])],
+        initializer=[constant],
+    )
+    return _save(graph, path)
+
+
+STRING_CODES = {"café": 1, "tea": 2}
+
+
+def string_lookup(path: Path) -> Path:
+    """text[N] STRING → code[N] INT64: LabelEncoder over STRING_CODES, -1 for anything else."""
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "LabelEncoder",
+                ["text"],
+                ["code"],
+                domain="ai.onnx.ml",
+                keys_strings=list(STRING_CODES),
+                values_int64s=list(STRING_CODES.values()),
+                default_int64=-1,
+            )
+        ],
+        "string_lookup",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info("code", TensorProto.INT64, ["batch"])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 2)]
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -36,6 +36,12 @@ def _tensor_spec(node: Any) -> TensorSpec:
     return TensorSpec(name=node.name, datatype=datatype, shape=shape)
 
 
+def _as_text(value: np.ndarray) -> np.ndarray:
+    """BYTES elements → str for ORT's string tensors (UTF-8, not numpy's ASCII default)."""
+    flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in value.reshape(-1)]
+    return np.array(flat, dtype=np.object_).reshape(value.shape)
+
+
 def providers_for(device: str) -> list[Any]:
     """Execution providers for a spec's `runtime.device`, failing clearly if unavailable."""
     if device == "cpu":
@@ -75,14 +81,15 @@ class OnnxBackend:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {
-            name: value.astype(np.str_) if value.dtype == np.object_ else value
+            name: _as_text(value) if value.dtype == np.object_ else value
             for name, value in inputs.items()
         }
         results = self._session.run(self._output_names, feed)
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
-        del self._session
+        """Drop the session; ORT frees its memory when the last batch using it ends."""
+        self.__dict__.pop("_session", None)
 
 
 def load(spec: ModelSpec, version_dir: Path, trust_code: bool) -> OnnxBackend:

@@ -18,7 +18,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-disable_created_metrics()  # *_created series double the output and nobody reads them
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the output and nobody reads them
 
 STAGES = ("queue", "preprocess", "model", "postprocess", "total")
 _LATENCY_BUCKETS = (

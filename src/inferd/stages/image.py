@@ -8,7 +8,6 @@ letterbox), normalizes and lays out the channels.
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,10 @@ from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 from inferd.spec import ImageStage
 from inferd.stages import Item, Preprocess, only_value
+
+# Each image stage enforces its own `max_pixels` (checked from the header, before decoding),
+# so Pillow's process-wide guard would only hide that limit's clearer message.
+Image.MAX_IMAGE_PIXELS = None
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -51,19 +54,17 @@ def encoded_bytes(value: Any, name: str) -> bytes:
 def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
     """Open an image, refusing non-images and decompression bombs with a 400."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise BadRequestError(
-                    f"input {name!r} is a {width}x{height} image, over the limit of "
-                    f"{max_pixels} pixels; send a smaller image"
-                )
-            image.load()
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise BadRequestError(
+                f"input {name!r} is a {width}x{height} image, over the limit of "
+                f"{max_pixels} pixels; send a smaller image"
+            )
+        image.load()
     except BadRequestError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except UnidentifiedImageError:
         raise BadRequestError(
             f"input {name!r} is not an image file Pillow can read; send PNG, JPEG, WebP, "
             "BMP, GIF or TIFF bytes"
@@ -71,6 +72,24 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except (OSError, ValueError, SyntaxError) as error:
         raise BadRequestError(f"input {name!r} is a damaged or truncated image: {error}") from None
     return ImageOps.exif_transpose(image)
+
+
+def to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert to L or RGB the way a person would expect, not the way Pillow clips.
+
+    16-bit and float greys are scaled down to 8 bits (Pillow would clip them to white), and
+    transparent images are laid on white paper (Pillow would turn transparent pixels black).
+    """
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        grey = np.asarray(image, dtype=np.float64)
+        if image.mode != "F" and grey.max(initial=0) > 255:
+            grey = grey / 257.0
+        image = Image.fromarray(np.clip(grey, 0, 255).round().astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _resize(image: Image.Image, stage: ImageStage) -> Image.Image:
@@ -88,7 +107,8 @@ def _resize(image: Image.Image, stage: ImageStage) -> Image.Image:
     return canvas
 
 
-def _border_is_light(pixels: np.ndarray) -> bool:
+def _border_is_light(image: Image.Image) -> bool:
+    pixels = np.asarray(image)
     border = np.concatenate(
         [pixels[0].ravel(), pixels[-1].ravel(), pixels[:, 0].ravel(), pixels[:, -1].ravel()]
     )
@@ -104,12 +124,12 @@ def build(stage: ImageStage, input_name: str, output_name: str) -> Preprocess:
 
     def preprocess(item: Item) -> Item:
         data = encoded_bytes(only_value(item, input_name, "the image stage"), input_name)
-        image = decode_image(data, input_name, stage.max_pixels)
-        if image.mode != mode:
-            image = image.convert(mode)
+        image = to_mode(decode_image(data, input_name, stage.max_pixels), mode)
+        # Invert before resizing, so letterbox padding keeps its value and "auto" judges
+        # the picture itself.
+        if stage.invert is True or (stage.invert == "auto" and _border_is_light(image)):
+            image = ImageOps.invert(image)
         pixels = np.asarray(_resize(image, stage))
-        if stage.invert is True or (stage.invert == "auto" and _border_is_light(pixels)):
-            pixels = 255 - pixels
         if stage.color == "BGR":
             pixels = pixels[..., ::-1]
         if stage.datatype == "UINT8":
