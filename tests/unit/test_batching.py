@@ -1,0 +1,341 @@
+"""Batcher with plain functions: batch composition, errors, deadlines, cancellation, stop.
+
+Timing-free where possible: a threading.Event "gate" holds the worker busy so a queue can build
+deterministically, and tests assert batch compositions and orderings, not durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import pytest
+
+from inferd.batching import Batcher
+from inferd.errors import (
+    BadRequestError,
+    DeadlineExceededError,
+    ModelError,
+    ModelNotReadyError,
+    OverloadedError,
+)
+
+MakeBatcher = Callable[..., Awaitable[Batcher[int, int]]]
+
+
+class Doubler:
+    """run_batch that records each batch and, if gated, blocks until the gate opens."""
+
+    def __init__(self, gated: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+
+    def __call__(self, items: list[int]) -> Sequence[int | BaseException]:
+        self.batches.append(list(items))
+        assert self.gate.wait(10), "test gate never opened"
+        return [x * 2 for x in items]
+
+    @property
+    def seen(self) -> list[int]:
+        return [x for batch in self.batches for x in batch]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll (test-side only) until the batcher reaches a state."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not reached"
+        await asyncio.sleep(0.002)
+
+
+async def gather(*aws: Awaitable[Any], return_exceptions: bool = False) -> list[Any]:
+    """asyncio.gather with a timeout, so a regression fails instead of hanging the run."""
+    return await asyncio.wait_for(asyncio.gather(*aws, return_exceptions=return_exceptions), 10)
+
+
+async def soon(aw: Awaitable[Any]) -> Any:
+    return await asyncio.wait_for(aw, 10)
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[MakeBatcher]:
+    made: list[Batcher[Any, Any]] = []
+
+    async def factory(run_batch: Callable[[list[int]], Any], **kw: Any) -> Batcher[int, int]:
+        kw.setdefault("max_batch_size", 4)
+        kw.setdefault("max_delay_ms", 0)
+        kw.setdefault("max_queue", 100)
+        batcher: Batcher[int, int] = Batcher(run_batch, name="test", **kw)
+        await batcher.start()
+        made.append(batcher)
+        return batcher
+
+    yield factory
+    for batcher in made:
+        await asyncio.wait_for(batcher.stop(drain=False), 20)
+
+
+async def fill_while_busy(
+    b: Batcher[int, int], fn: Doubler, items: range
+) -> list[asyncio.Task[Any]]:
+    """Start item -1 alone (holding the worker), then queue ``items`` behind it."""
+    first = asyncio.create_task(b.submit(-1))
+    await until(lambda: b.running == 1)
+    tasks = [asyncio.create_task(b.submit(i)) for i in items]
+    await until(lambda: b.queue_depth == len(items))
+    return [first, *tasks]
+
+
+async def test_queued_items_form_full_batches_with_per_item_results(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    running_at_start: list[int] = []
+    b: Batcher[int, int]
+    b = await make(fn, max_batch_size=4, on_batch=lambda _: running_at_start.append(b.running))
+    tasks = await fill_while_busy(b, fn, range(10))
+    assert fn.batches == [[-1]]  # delay 0: started at once, alone; none start while busy
+    fn.gate.set()
+    results = await gather(*tasks)
+    assert [r for r, _ in results] == [x * 2 for x in [-1, *range(10)]]
+    assert fn.batches == [[-1], [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert running_at_start == [1, 1, 1, 1]  # one worker: a batch never starts while busy
+
+
+async def test_concurrent_submits_batch_up_to_max(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn, max_batch_size=4, max_delay_ms=0)
+    results = await gather(*(b.submit(i) for i in range(20)))
+    assert [r for r, _ in results] == [i * 2 for i in range(20)]
+    assert sorted(fn.seen) == list(range(20))
+    assert max(map(len, fn.batches)) > 1
+    assert all(len(batch) <= 4 for batch in fn.batches)
+
+
+@pytest.mark.parametrize("size", [1, 0])
+async def test_max_batch_size_one_gives_singles(make: MakeBatcher, size: int) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn, max_batch_size=size)
+    tasks = await fill_while_busy(b, fn, range(5))
+    fn.gate.set()
+    await gather(*tasks)
+    assert fn.batches == [[-1], [0], [1], [2], [3], [4]]
+
+
+async def test_two_workers_run_two_batches_at_once(make: MakeBatcher) -> None:
+    barrier = threading.Barrier(2, timeout=10)  # breaks (ModelError) unless both run together
+
+    def fn(items: list[int]) -> list[int]:
+        barrier.wait()
+        return items
+
+    b = await make(fn, max_batch_size=1, workers=2)
+    assert [r for r, _ in await gather(b.submit(1), b.submit(2))] == [1, 2]
+
+
+async def test_max_delay_waits_to_fill_a_batch(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn, max_batch_size=8, max_delay_ms=500)
+    tasks = []
+    for i in range(3):
+        tasks.append(asyncio.create_task(b.submit(i)))
+        await asyncio.sleep(0.01)
+    await gather(*tasks)
+    assert fn.batches == [[0, 1, 2]]
+
+
+async def test_lone_item_starts_after_max_delay(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn, max_batch_size=8, max_delay_ms=100)
+    result, waited = await asyncio.wait_for(b.submit(21), 10)
+    assert result == 42
+    assert 0.099 <= waited < 2.0  # waits the delay, then is not held much longer
+
+
+async def test_max_delay_counts_from_the_oldest_item(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn, max_batch_size=1000, max_delay_ms=100)
+    tasks = []
+    for i in range(25):  # a steady trickle, 20 ms apart, never lets the newest item age 100 ms
+        tasks.append(asyncio.create_task(b.submit(i)))
+        await asyncio.sleep(0.02)
+    await gather(*tasks)
+    assert len(fn.batches) >= 2
+    assert 24 not in fn.batches[0]
+
+
+async def test_full_batch_does_not_wait_for_delay(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn, max_batch_size=3, max_delay_ms=60_000)
+    await gather(*(b.submit(i) for i in range(3)))
+    assert fn.batches == [[0, 1, 2]]
+
+
+async def test_full_queue_raises_overloaded(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn, max_queue=2)
+    tasks = await fill_while_busy(b, fn, range(2))
+    with pytest.raises(OverloadedError, match=r"queue is full \(2 .*retry later") as info:
+        await soon(b.submit(99))
+    assert info.value.retry_after_s > 0
+    fn.gate.set()
+    await gather(*tasks)
+    assert 99 not in fn.seen
+
+
+async def test_item_errors_fail_only_their_item(make: MakeBatcher) -> None:
+    bad_input = BadRequestError("item 1 is bad")
+
+    def fn(items: list[int]) -> list[int | BaseException]:
+        out: dict[int, int | BaseException] = {1: bad_input, 2: ValueError("item 2 broke")}
+        return [out.get(x, x * 2) for x in items]
+
+    b = await make(fn, max_batch_size=4, max_delay_ms=60_000)
+    results = await gather(*(b.submit(i) for i in range(4)), return_exceptions=True)
+    assert results[1] is bad_input  # an InferdError reaches its submitter as is
+    assert isinstance(results[2], ModelError)
+    assert isinstance(results[2].__cause__, ValueError)
+    assert [results[0][0], results[3][0]] == [0, 6]
+
+
+async def test_batch_crash_fails_that_batch_and_loop_continues(
+    make: MakeBatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fn(items: list[int]) -> list[int]:
+        if 13 in items:
+            raise RuntimeError("kaboom")
+        return [x * 2 for x in items]
+
+    b = await make(fn, max_batch_size=2, max_delay_ms=60_000)
+    with caplog.at_level(logging.ERROR, logger="inferd.batching"):
+        results = await gather(b.submit(13), b.submit(1), return_exceptions=True)
+    for error in results:
+        assert isinstance(error, ModelError)
+        assert "failed while running a batch" in error.message
+        assert isinstance(error.__cause__, RuntimeError)
+    assert any(r.exc_info and r.name == "inferd.batching" for r in caplog.records)
+    assert [r for r, _ in await gather(b.submit(2), b.submit(3))] == [4, 6]
+
+
+async def test_wrong_result_count_fails_the_batch(make: MakeBatcher) -> None:
+    b = await make(lambda items: items[:-1], max_batch_size=2, max_delay_ms=60_000)
+    results = await gather(b.submit(1), b.submit(2), return_exceptions=True)
+    assert all(isinstance(r, ModelError) for r in results)
+    assert "1 results for 2 items" in str(results[0])
+
+
+async def test_deadline_passes_while_queued(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn)
+    tasks = await fill_while_busy(b, fn, range(0))
+    late = asyncio.create_task(b.submit(7, deadline=time.monotonic() + 0.05))
+    with pytest.raises(DeadlineExceededError, match="in the queue"):
+        await soon(late)  # raised while the worker is still busy
+    assert b.queue_depth == 0
+    fn.gate.set()
+    await gather(*tasks)
+    assert 7 not in fn.seen
+
+
+async def test_expired_item_is_skipped_when_batch_forms(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn)
+    await asyncio.sleep(0.01)  # the scheduler is idle, waiting for work
+    task = asyncio.create_task(b.submit(7, deadline=time.monotonic() + 0.02))
+    await asyncio.sleep(0)  # submit queues the item and wakes the scheduler ...
+    time.sleep(0.1)  # ... which runs only after the deadline, before the deadline timer
+    with pytest.raises(DeadlineExceededError, match="in the queue"):
+        await soon(task)
+    assert fn.batches == []
+
+
+async def test_past_deadline_fails_at_once(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn)
+    with pytest.raises(DeadlineExceededError):
+        await soon(b.submit(1, deadline=time.monotonic() - 1))
+    assert fn.batches == []
+
+
+async def test_cancelled_submit_is_removed_and_never_run(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn)
+    tasks = await fill_while_busy(b, fn, range(3))
+    tasks[2].cancel()  # item 1: its client went away
+    with pytest.raises(asyncio.CancelledError):
+        await soon(tasks[2])
+    assert b.queue_depth == 2
+    fn.gate.set()
+    await gather(tasks[0], tasks[1], tasks[3])
+    assert 1 not in fn.seen
+    assert fn.batches == [[-1], [0, 2]]
+
+
+async def test_item_cancelled_just_before_its_batch_forms_is_skipped(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn, max_batch_size=2, max_delay_ms=60_000)
+    gone = asyncio.create_task(b.submit(1))
+    await until(lambda: b.queue_depth == 1)
+    kept = asyncio.create_task(b.submit(2))
+    await asyncio.sleep(0)  # submit(2) fills the batch and wakes the scheduler ...
+    gone.cancel()  # ... which runs before the cancelled task can remove its item
+    assert (await soon(kept))[0] == 4
+    with pytest.raises(asyncio.CancelledError):
+        await soon(gone)
+    assert fn.batches == [[2]]
+
+
+async def test_stop_drain_answers_queued_items(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn, max_batch_size=4, max_delay_ms=60_000)
+    tasks = [asyncio.create_task(b.submit(i)) for i in range(3)]
+    await until(lambda: b.queue_depth == 3)
+    stopping = asyncio.create_task(b.stop(drain=True))
+    await until(lambda: b.running == 1)  # queued items run now, not after the 60 s delay
+    with pytest.raises(ModelNotReadyError):
+        await soon(b.submit(5))
+    assert not stopping.done()
+    fn.gate.set()
+    await asyncio.wait_for(stopping, 10)
+    assert all(t.done() for t in tasks)
+    assert [t.result()[0] for t in tasks] == [0, 2, 4]
+
+
+async def test_stop_without_drain_fails_queued_items(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn)
+    first, *queued = await fill_while_busy(b, fn, range(3))
+    stopping = asyncio.create_task(b.stop(drain=False))
+    for task in queued:
+        with pytest.raises(ModelNotReadyError):
+            await soon(task)
+    assert not first.done()  # a running batch always finishes
+    fn.gate.set()
+    await asyncio.wait_for(stopping, 10)
+    assert first.result()[0] == -2
+    assert fn.batches == [[-1]]
+
+
+async def test_submit_before_start_or_after_stop_is_not_ready(make: MakeBatcher) -> None:
+    unstarted: Batcher[int, int] = Batcher(Doubler(), max_batch_size=2, max_delay_ms=0, max_queue=2)
+    with pytest.raises(ModelNotReadyError):
+        await soon(unstarted.submit(1))
+    await soon(unstarted.stop())
+    b = await make(Doubler())
+    await soon(b.stop())
+    with pytest.raises(ModelNotReadyError, match="not accepting"):
+        await soon(b.submit(1))
+
+
+async def test_on_batch_receives_each_batch_size(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    sizes: list[int] = []
+    b = await make(fn, max_batch_size=4, on_batch=sizes.append)
+    tasks = await fill_while_busy(b, fn, range(6))
+    fn.gate.set()
+    await gather(*tasks)
+    assert sizes == [1, 4, 2]
