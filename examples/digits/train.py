@@ -92,14 +92,15 @@ eval: {data: eval/test.jsonl, metric: accuracy, threshold: 0.97}
 def serving_tensor(image: Image.Image) -> np.ndarray:
     """Image → [1, 16, 16] float32, exactly as inferd's image stage does it for model.yaml.
 
-    Same steps and order as `inferd.stages.image`: grey, bilinear (antialiased) resize to
-    16x16, invert when the resized image's border is light, scale to 0..1 (mean 0, std 1).
+    Grey; invert when the border (outermost rows and columns) is light, i.e. dark ink on
+    white paper; bilinear (antialiased) resize to 16x16; scale to 0..1 (mean 0, std 1).
     """
     image = ImageOps.exif_transpose(image).convert("L")
-    pixels = np.asarray(image.resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+    pixels = np.asarray(image)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if float(border.mean()) > 127.0:
-        pixels = 255 - pixels
+        image = ImageOps.invert(image)
+    pixels = np.asarray(image.resize((SIZE, SIZE), Image.Resampling.BILINEAR))
     x = pixels.astype(np.float32) * np.float32(1 / 255)
     return ((x - np.float32(0.0)) / np.float32(1.0))[None, :, :]
 

@@ -16,6 +16,9 @@ Messages say what was wrong and how to fix it; transports render them, nothing e
 
 from __future__ import annotations
 
+import copy
+from typing import Self
+
 
 class InferdError(Exception):
     """Base of every error inferd reports to a user."""
@@ -26,6 +29,13 @@ class InferdError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def about(self, subject: str) -> Self:
+        """The same error, its message prefixed with what it concerns (e.g. "instance 3")."""
+        clone = copy.copy(self)
+        clone.message = f"{subject}: {self.message}"
+        clone.args = (clone.message,)
+        return clone
 
 
 class BadRequestError(InferdError):

@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from inferd.backends import Backend
-from inferd.codecs import InferTensor, decode_b64
-from inferd.datatypes import numpy_dtype
-from inferd.errors import BadRequestError, InferdError, ModelError, SpecError
+from inferd.codecs import InferTensor
+from inferd.errors import InferdError, ModelError, SpecError
 from inferd.spec import ClassifyStage, ImageStage, ModelSpec, RegressStage, TabularStage, TensorSpec
 from inferd.stages import (
     Item,
@@ -36,6 +35,7 @@ from inferd.stages import (
     regress,
     tabular,
 )
+from inferd.stages.decode import InputDecoder
 
 logger = logging.getLogger("inferd.pipeline")
 
@@ -55,31 +55,6 @@ def _strip_batch(tensors: list[TensorSpec]) -> list[TensorSpec]:
     return [t.model_copy(update={"shape": t.shape[1:]}) for t in tensors]
 
 
-def _shape_ok(actual: Sequence[int], declared: Sequence[int]) -> bool:
-    return len(actual) == len(declared) and all(
-        d == -1 or a == d for a, d in zip(actual, declared, strict=True)
-    )
-
-
-def _describe_shape(shape: Sequence[int]) -> str:
-    return "[" + ", ".join("any" if d == -1 else str(d) for d in shape) + "]"
-
-
-def _convert_numbers(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """JSON numbers → the input's dtype, refusing values the dtype would silently change."""
-    dtype = numpy_dtype(spec.datatype)
-    if dtype.kind in "iu" and raw.size:
-        if raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)):
-            raise BadRequestError(f"input {spec.name!r} takes whole numbers ({spec.datatype})")
-        info = np.iinfo(dtype.type)  # type: ignore[type-var]
-        if raw.min() < info.min or raw.max() > info.max:
-            raise BadRequestError(
-                f"input {spec.name!r} takes {spec.datatype} values in "
-                f"[{info.min}, {info.max}]; got {raw.min()}..{raw.max()}"
-            )
-    return raw.astype(dtype)
-
-
 class Pipeline:
     """Decode, preprocess, run, postprocess for one model version; thread-safe."""
 
@@ -89,6 +64,7 @@ class Pipeline:
         self.batched = spec.batched
         model_inputs = _strip_batch(backend.inputs) if self.batched else backend.inputs
         self.inputs: list[TensorSpec] = list(spec.inputs) or model_inputs
+        self.decoder = InputDecoder(self.inputs, self.batched)
         self._input_by_name = {t.name: t for t in self.inputs}
         self._model_input_names = [t.name for t in backend.inputs]
         self._preprocess = [self._build_preprocess(stage) for stage in spec.preprocess]
@@ -163,124 +139,15 @@ class Pipeline:
         assert isinstance(stage, RegressStage)
         return regress.build(stage, name)
 
-    # --- stage 1: decode ----------------------------------------------------------------
+    # --- stage 1: decode (see stages/decode.py) ------------------------------------------
 
     def items_from_tensors(self, tensors: Sequence[InferTensor]) -> list[Item]:
         """V2 input tensors → items (split along the batch dimension when the model batches)."""
-        by_name: dict[str, InferTensor] = {}
-        for tensor in tensors:
-            if tensor.name in by_name:
-                raise BadRequestError(f"input {tensor.name!r} is given twice")
-            by_name[tensor.name] = tensor
-        self._check_names(by_name)
-        arrays: dict[str, np.ndarray] = {}
-        for spec in self.inputs:
-            tensor = by_name[spec.name]
-            if tensor.datatype != spec.datatype:
-                raise BadRequestError(
-                    f"input {spec.name!r} has datatype {tensor.datatype} but the model expects "
-                    f"{spec.datatype}"
-                )
-            arrays[spec.name] = tensor.data
-        if not self.batched:
-            for spec in self.inputs:
-                self._check_shape(spec, arrays[spec.name].shape, "")
-            return [arrays]
-        sizes = {name: array.shape[0] if array.ndim else -1 for name, array in arrays.items()}
-        if any(size < 0 for size in sizes.values()):
-            raise BadRequestError(
-                "every input needs a leading batch dimension, e.g. shape [1, ...] for one item"
-            )
-        if len(set(sizes.values())) > 1:
-            raise BadRequestError(f"inputs disagree on the batch size: {sizes}")
-        count = next(iter(sizes.values()))
-        if count == 0:
-            raise BadRequestError("the batch is empty (batch dimension 0); send at least one item")
-        for spec in self.inputs:
-            arrays[spec.name] = self._fit_item_shape(spec, arrays[spec.name], batched=True)
-        return [{name: array[i, ...] for name, array in arrays.items()} for i in range(count)]
+        return self.decoder.items_from_tensors(tensors)
 
     def item_from_instance(self, instance: Any) -> Item:
-        """A V1 instance → one item: an object keyed by input names, or a bare value."""
-        if isinstance(instance, dict) and not (set(instance) == {"b64"} and len(self.inputs) == 1):
-            self._check_names(instance)
-            return {spec.name: self._value_for(spec, instance[spec.name]) for spec in self.inputs}
-        if len(self.inputs) != 1:
-            raise BadRequestError(
-                f"this model has {len(self.inputs)} inputs "
-                f"({', '.join(self._input_by_name)}); send each instance as an object keyed "
-                "by them"
-            )
-        spec = self.inputs[0]
-        return {spec.name: self._value_for(spec, instance)}
-
-    def _check_names(self, given: dict[str, Any]) -> None:
-        unknown = [name for name in given if name not in self._input_by_name]
-        missing = [name for name in self._input_by_name if name not in given]
-        if unknown or missing:
-            parts = []
-            if missing:
-                parts.append(f"missing input(s) {', '.join(missing)}")
-            if unknown:
-                parts.append(f"unknown input(s) {', '.join(unknown)}")
-            raise BadRequestError(
-                f"{'; '.join(parts)}; this model's inputs are {', '.join(self._input_by_name)}"
-            )
-
-    def _value_for(self, spec: TensorSpec, value: Any) -> np.ndarray:
-        """A JSON value for one item of `spec` → a numpy array of the item's shape."""
-        if spec.datatype == "BYTES":
-            array = np.array(self._json_bytes(spec.name, value), dtype=np.object_)
-        else:
-            if isinstance(value, dict):
-                raise BadRequestError(
-                    f"input {spec.name!r} takes {spec.datatype} numbers, not an object"
-                )
-            try:
-                raw = np.asarray(value)
-            except ValueError:
-                raise BadRequestError(
-                    f"input {spec.name!r} is a ragged list; every row must have the same length"
-                ) from None
-            if raw.dtype.kind not in "biuf":
-                raise BadRequestError(
-                    f"input {spec.name!r} must be {spec.datatype} numbers; got {value!r:.80}"
-                )
-            array = _convert_numbers(raw, spec)
-        return self._fit_item_shape(spec, array, batched=False)
-
-    def _json_bytes(self, name: str, value: Any) -> Any:
-        if isinstance(value, dict):
-            if set(value) != {"b64"} or not isinstance(value["b64"], str):
-                raise BadRequestError(
-                    f'input {name!r}: binary data goes in as {{"b64": "<base64 string>"}}'
-                )
-            return decode_b64(value["b64"], f"input {name!r}")
-        if isinstance(value, str):
-            return value.encode("utf-8")
-        if isinstance(value, list):
-            return [self._json_bytes(name, v) for v in value]
-        raise BadRequestError(
-            f'input {name!r} takes text or {{"b64": "<base64>"}} for binary data; got {value!r:.80}'
-        )
-
-    def _fit_item_shape(self, spec: TensorSpec, array: np.ndarray, *, batched: bool) -> np.ndarray:
-        shape = array.shape[1:] if batched else array.shape
-        if _shape_ok(shape, spec.shape):
-            return array
-        # A scalar per item for a [1]-shaped input is unambiguous: accept it.
-        if spec.shape == [1] and shape == ():
-            return array.reshape(*array.shape, 1)
-        self._check_shape(spec, shape, "per item " if self.batched else "")
-        return array
-
-    def _check_shape(self, spec: TensorSpec, shape: Sequence[int], prefix: str) -> None:
-        if not _shape_ok(shape, spec.shape):
-            raise BadRequestError(
-                f"input {spec.name!r} has {prefix}shape {list(shape)} but the model expects "
-                f"{prefix}{_describe_shape(spec.shape)}"
-                + (" after the batch dimension" if prefix else "")
-            )
+        """A V1 instance → one item."""
+        return self.decoder.item_from_instance(instance)
 
     # --- stages 2-5 (in a worker thread) -------------------------------------------------
 

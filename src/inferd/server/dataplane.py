@@ -174,8 +174,7 @@ class DataPlane:
                 items.append(model.pipeline.item_from_instance(instance))
             except InferdError as error:
                 if len(instances) > 1:
-                    error.message = f"instance {position}: {error.message}"
-                    error.args = (error.message,)
+                    raise error.about(f"instance {position}") from None
                 raise
         results = await self._run(model, items, request_id, deadline, label_items=True)
         return [r.prediction.fields for r in results]
@@ -211,8 +210,7 @@ class DataPlane:
                 if isinstance(outcome, ModelError):
                     raise self._with_request_id(outcome, request_id) from outcome
                 if isinstance(outcome, InferdError) and label_items and len(items) > 1:
-                    outcome.message = f"instance {position}: {outcome.message}"
-                    outcome.args = (outcome.message,)
+                    raise outcome.about(f"instance {position}") from None
                 raise outcome
             result, queue_s = outcome
             self._observe(model.name, result, queue_s)

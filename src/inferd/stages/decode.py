@@ -1,0 +1,171 @@
+"""Stage 1, decode: what a client sent → items, checked against the model's wire inputs.
+
+V2 requests arrive as named tensors with a leading batch dimension (split here into items);
+V1 requests as instances a person writes (an object keyed by input names, a bare value for a
+single-input model, {"b64": ...} for binary data). Every mismatch — a missing or unknown
+name, a datatype, a shape, a string where numbers belong — is a 400 that says what to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inferd.codecs import InferTensor, decode_b64
+from inferd.datatypes import numpy_dtype
+from inferd.errors import BadRequestError
+from inferd.spec import TensorSpec
+from inferd.stages import Item
+
+
+def _shape_ok(actual: Sequence[int], declared: Sequence[int]) -> bool:
+    return len(actual) == len(declared) and all(
+        d == -1 or a == d for a, d in zip(actual, declared, strict=True)
+    )
+
+
+def _describe_shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join("any" if d == -1 else str(d) for d in shape) + "]"
+
+
+def _convert_numbers(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """JSON numbers → the input's dtype, refusing values the dtype would silently change."""
+    dtype = numpy_dtype(spec.datatype)
+    if dtype.kind in "iu" and raw.size:
+        if raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)):
+            raise BadRequestError(f"input {spec.name!r} takes whole numbers ({spec.datatype})")
+        info = np.iinfo(dtype.type)  # type: ignore[type-var]
+        if raw.min() < info.min or raw.max() > info.max:
+            raise BadRequestError(
+                f"input {spec.name!r} takes {spec.datatype} values in "
+                f"[{info.min}, {info.max}]; got {raw.min()}..{raw.max()}"
+            )
+    return raw.astype(dtype)
+
+
+class InputDecoder:
+    """Decodes requests for one set of wire inputs (per item when `batched`)."""
+
+    def __init__(self, inputs: list[TensorSpec], batched: bool) -> None:
+        self.inputs = inputs
+        self.batched = batched
+        self._input_by_name = {t.name: t for t in inputs}
+
+    def items_from_tensors(self, tensors: Sequence[InferTensor]) -> list[Item]:
+        """V2 input tensors → items (split along the batch dimension when the model batches)."""
+        by_name: dict[str, InferTensor] = {}
+        for tensor in tensors:
+            if tensor.name in by_name:
+                raise BadRequestError(f"input {tensor.name!r} is given twice")
+            by_name[tensor.name] = tensor
+        self._check_names(by_name)
+        arrays: dict[str, np.ndarray] = {}
+        for spec in self.inputs:
+            tensor = by_name[spec.name]
+            if tensor.datatype != spec.datatype:
+                raise BadRequestError(
+                    f"input {spec.name!r} has datatype {tensor.datatype} but the model expects "
+                    f"{spec.datatype}"
+                )
+            arrays[spec.name] = tensor.data
+        if not self.batched:
+            for spec in self.inputs:
+                self._check_shape(spec, arrays[spec.name].shape, "")
+            return [arrays]
+        sizes = {name: array.shape[0] if array.ndim else -1 for name, array in arrays.items()}
+        if any(size < 0 for size in sizes.values()):
+            raise BadRequestError(
+                "every input needs a leading batch dimension, e.g. shape [1, ...] for one item"
+            )
+        if len(set(sizes.values())) > 1:
+            raise BadRequestError(f"inputs disagree on the batch size: {sizes}")
+        count = next(iter(sizes.values()))
+        if count == 0:
+            raise BadRequestError("the batch is empty (batch dimension 0); send at least one item")
+        for spec in self.inputs:
+            arrays[spec.name] = self._fit_item_shape(spec, arrays[spec.name], batched=True)
+        return [{name: array[i, ...] for name, array in arrays.items()} for i in range(count)]
+
+    def item_from_instance(self, instance: Any) -> Item:
+        """A V1 instance → one item: an object keyed by input names, or a bare value."""
+        if isinstance(instance, dict) and not (set(instance) == {"b64"} and len(self.inputs) == 1):
+            self._check_names(instance)
+            return {spec.name: self._value_for(spec, instance[spec.name]) for spec in self.inputs}
+        if len(self.inputs) != 1:
+            raise BadRequestError(
+                f"this model has {len(self.inputs)} inputs "
+                f"({', '.join(self._input_by_name)}); send each instance as an object keyed "
+                "by them"
+            )
+        spec = self.inputs[0]
+        return {spec.name: self._value_for(spec, instance)}
+
+    def _check_names(self, given: dict[str, Any]) -> None:
+        unknown = [name for name in given if name not in self._input_by_name]
+        missing = [name for name in self._input_by_name if name not in given]
+        if unknown or missing:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown input(s) {', '.join(unknown)}")
+            raise BadRequestError(
+                f"{'; '.join(parts)}; this model's inputs are {', '.join(self._input_by_name)}"
+            )
+
+    def _value_for(self, spec: TensorSpec, value: Any) -> np.ndarray:
+        """A JSON value for one item of `spec` → a numpy array of the item's shape."""
+        if spec.datatype == "BYTES":
+            array = np.array(self._json_bytes(spec.name, value), dtype=np.object_)
+        else:
+            if isinstance(value, dict):
+                raise BadRequestError(
+                    f"input {spec.name!r} takes {spec.datatype} numbers, not an object"
+                )
+            try:
+                raw = np.asarray(value)
+            except ValueError:
+                raise BadRequestError(
+                    f"input {spec.name!r} is a ragged list; every row must have the same length"
+                ) from None
+            if raw.dtype.kind not in "biuf":
+                raise BadRequestError(
+                    f"input {spec.name!r} must be {spec.datatype} numbers; got {value!r:.80}"
+                )
+            array = _convert_numbers(raw, spec)
+        return self._fit_item_shape(spec, array, batched=False)
+
+    def _json_bytes(self, name: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) != {"b64"} or not isinstance(value["b64"], str):
+                raise BadRequestError(
+                    f'input {name!r}: binary data goes in as {{"b64": "<base64 string>"}}'
+                )
+            return decode_b64(value["b64"], f"input {name!r}")
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        if isinstance(value, list):
+            return [self._json_bytes(name, v) for v in value]
+        raise BadRequestError(
+            f'input {name!r} takes text or {{"b64": "<base64>"}} for binary data; got {value!r:.80}'
+        )
+
+    def _fit_item_shape(self, spec: TensorSpec, array: np.ndarray, *, batched: bool) -> np.ndarray:
+        shape = array.shape[1:] if batched else array.shape
+        if _shape_ok(shape, spec.shape):
+            return array
+        # A scalar per item for a [1]-shaped input is unambiguous: accept it.
+        if spec.shape == [1] and shape == ():
+            return array.reshape(*array.shape, 1)
+        self._check_shape(spec, shape, "per item " if self.batched else "")
+        return array
+
+    def _check_shape(self, spec: TensorSpec, shape: Sequence[int], prefix: str) -> None:
+        if not _shape_ok(shape, spec.shape):
+            raise BadRequestError(
+                f"input {spec.name!r} has {prefix}shape {list(shape)} but the model expects "
+                f"{prefix}{_describe_shape(spec.shape)}"
+                + (" after the batch dimension" if prefix else "")
+            )
