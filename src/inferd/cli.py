@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from inferd.codecs import json_dumps
 from inferd.errors import InferdError
 from inferd.repository import ModelRepository, discover, load_model
 
@@ -141,7 +142,7 @@ def predict(
             failed = True
             err_console.print(f"[red]error:[/red] {source}: {outcome.message}")
         elif as_json:
-            typer.echo(json.dumps(outcome.fields))
+            typer.echo(json_dumps(outcome.fields).decode())
         else:
             prefix = f"{source}: " if len(sources) > 1 else ""
             console.print(prefix + _describe(outcome.fields), highlight=False)

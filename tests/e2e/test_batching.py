@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -10,6 +9,7 @@ import re
 import httpx
 
 from tests.e2e.conftest import BUNDLED, Server
+from tests.support.burst import burst
 
 
 def _batch_histogram(metrics: str, model: str) -> tuple[float, float]:
@@ -30,21 +30,21 @@ async def test_burst_is_batched_and_answers_match_singles(server: Server) -> Non
             reply = await http.post("/v1/models/digits:predict", json={"instances": [instance]})
             singles.append(reply.json()["predictions"][0])
         before = _batch_histogram((await http.get("/metrics")).text, "digits")
-        burst = await asyncio.gather(
-            *(
-                http.post("/v1/models/digits:predict", json={"instances": [instance]})
-                for instance in instances
-                for _ in range(2)
-            )
-        )
+        bodies = [
+            json.dumps({"instances": [instance]}).encode()
+            for instance in instances
+            for _ in range(2)
+        ]
+        host, port = server.host_port.split(":")
+        replies = await burst(host, int(port), "/v1/models/digits:predict", bodies)
         after = _batch_histogram((await http.get("/metrics")).text, "digits")
     items = after[0] - before[0]
     batches = after[1] - before[1]
     assert items == 2 * len(instances)
     assert items / batches > 1.0, f"{items} items ran in {batches} batches"
-    for position, reply in enumerate(burst):
-        assert reply.status_code == 200
-        batched = reply.json()["predictions"][0]
+    for position, (status, reply) in enumerate(replies):
+        assert status == 200
+        batched = reply["predictions"][0]
         single = singles[position // 2]
         assert batched["label"] == single["label"]
         for got, want in zip(batched["top_k"], single["top_k"], strict=True):
@@ -67,13 +67,14 @@ async def test_v2_burst_binary_matches_single(server: Server) -> None:
     }
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
         single = (await http.post("/v2/models/digits/infer", json=body)).json()
-        burst = await asyncio.gather(
-            *(http.post("/v2/models/digits/infer", json=body) for _ in range(32))
-        )
+    host, port = server.host_port.split(":")
+    replies = await burst(
+        host, int(port), "/v2/models/digits/infer", [json.dumps(body).encode()] * 32
+    )
     want = {o["name"]: o["data"] for o in single["outputs"]}
-    for reply in burst:
-        assert reply.status_code == 200
-        got = {o["name"]: o["data"] for o in reply.json()["outputs"]}
+    for status, reply in replies:
+        assert status == 200
+        got = {o["name"]: o["data"] for o in reply["outputs"]}
         assert got["label"] == want["label"] == ["7"]
         assert (
             max(

@@ -97,27 +97,29 @@ def _deadline(request: Request, parameters: dict[str, Any] | None) -> float | No
     return time.monotonic() + milliseconds / 1000.0
 
 
-async def _until_disconnect(receive: Receive) -> None:
+async def _cancel_on_disconnect(receive: Receive, handler: asyncio.Task[Any]) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            handler.cancel("client disconnected")
             return
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`, cancelling it (and its queued items) if the client goes away first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(request.receive))
+    """Await `work`, cancelling it (and its queued items) if the client goes away first.
+
+    One watcher task reads the connection; on a disconnect it cancels this handler's task,
+    which cancels the batcher's future, which drops the queued item.
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
+    watcher = asyncio.get_running_loop().create_task(
+        _cancel_on_disconnect(request.receive, handler)
+    )
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        raise asyncio.CancelledError("client disconnected")
-    return task.result()
 
 
 class HttpServer:
@@ -131,7 +133,10 @@ class HttpServer:
         api_key: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
-        self.metrics = Metrics(queues=lambda: self.dataplane.queue_states())
+        self.metrics = Metrics(
+            queues=lambda: self.dataplane.queue_states(),
+            known_models=lambda name: self.dataplane.known(name),
+        )
         self.repository = ModelRepository(
             repository_path, trust_code=trust_code, on_batch=self.metrics.observe_batch
         )
@@ -197,7 +202,8 @@ class HttpServer:
             except InferdError as error:
                 response = _error_response(error, request_id)
             except asyncio.CancelledError:
-                self.metrics.count(model or "-", _protocol(request), 499)
+                if model:
+                    self.metrics.count(model, _protocol(request), 499)
                 raise
             except Exception:
                 logger.exception("request %s crashed the handler", request_id)
@@ -207,8 +213,7 @@ class HttpServer:
                     {"x-request-id": request_id},
                 )
             if model:
-                label = model if self.dataplane.known(model) else "-"
-                self.metrics.count(label, _protocol(request), response.status_code)
+                self.metrics.count(model, _protocol(request), response.status_code)
             return response
 
         return endpoint

@@ -66,7 +66,7 @@ class _QueueCollector(Collector):
 class Metrics:
     """The server's metrics; DataPlane records into it, /metrics renders it."""
 
-    def __init__(self, queues: QueueReader) -> None:
+    def __init__(self, queues: QueueReader, known_models: Callable[[str], bool]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "inferd_requests",
@@ -90,6 +90,8 @@ class Metrics:
         )
         self.registry.register(_QueueCollector(queues))
         self._stage_children: dict[tuple[str, str], Histogram] = {}
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._known_models = known_models
 
     def stage(self, model: str, stage: str) -> Histogram:
         """The histogram child for one model and stage, cached (labels() is not free)."""
@@ -103,7 +105,15 @@ class Metrics:
         self.batch_size.labels(model, version).observe(size)
 
     def count(self, model: str, protocol: str, status: int) -> None:
-        self.requests.labels(model, protocol, str(status)).inc()
+        """Count a request; names of models the server lacks share one label, "-"."""
+        key = (model, protocol, status)
+        child = self._request_children.get(key)
+        if child is None:
+            label = model if self._known_models(model) else "-"
+            child = self.requests.labels(label, protocol, str(status))
+            if label != "-":
+                self._request_children[key] = child
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
