@@ -92,3 +92,4 @@ async def test_disconnected_client_has_its_queued_work_dropped(fault_server: Ser
         after = await http.get("/metrics")
     assert 0.125 not in _ran(fault_server)
     assert 'status="499"' in after.text
+    assert "Exception in ASGI application" not in fault_server.log.read_text()

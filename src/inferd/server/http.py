@@ -23,7 +23,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive
 
 from inferd.codecs import (
     HEADER_CONTENT_LENGTH,
@@ -97,10 +96,15 @@ def _deadline(request: Request, parameters: dict[str, Any] | None) -> float | No
     return time.monotonic() + milliseconds / 1000.0
 
 
-async def _cancel_on_disconnect(receive: Receive, handler: asyncio.Task[Any]) -> None:
+_DISCONNECTED = "inferd.disconnected"
+"""Scope key set when the client went away, so the cancellation it causes is told apart."""
+
+
+async def _cancel_on_disconnect(request: Request, handler: asyncio.Task[Any]) -> None:
     while True:
-        message = await receive()
+        message = await request.receive()
         if message["type"] == "http.disconnect":
+            request.scope[_DISCONNECTED] = True
             handler.cancel("client disconnected")
             return
 
@@ -114,7 +118,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     handler = asyncio.current_task()
     assert handler is not None
     watcher = asyncio.get_running_loop().create_task(
-        _cancel_on_disconnect(request.receive, handler)
+        _cancel_on_disconnect(request, handler)
     )
     try:
         return await work
@@ -202,9 +206,13 @@ class HttpServer:
             except InferdError as error:
                 response = _error_response(error, request_id)
             except asyncio.CancelledError:
-                if model:
-                    self.metrics.count(model, _protocol(request), 499)
-                raise
+                if not request.scope.get(_DISCONNECTED):
+                    raise  # the server is shutting down
+                # The client hung up: its work is dropped; nobody is left to answer.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                response = _json({"error": "client disconnected"}, 499)
             except Exception:
                 logger.exception("request %s crashed the handler", request_id)
                 response = _json(
@@ -219,7 +227,7 @@ class HttpServer:
         return endpoint
 
     def _authorize(self, request: Request) -> None:
-        if self.api_key is None or request.url.path.startswith("/v2/health"):
+        if self.api_key is None or request.scope["path"].startswith("/v2/health"):
             return
         given = request.headers.get("x-api-key") or ""
         bearer = request.headers.get("authorization", "")
@@ -306,7 +314,7 @@ class HttpServer:
 
 
 def _protocol(request: Request) -> str:
-    path = request.url.path
+    path: str = request.scope["path"]
     return "v1" if path.startswith("/v1") else "v2"
 
 
