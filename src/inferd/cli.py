@@ -75,7 +75,14 @@ def serve(
     application = create_app(
         repo, trust_code=trust_code, api_key=api_key, max_body_bytes=parse_size(max_body_size)
     )
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,
+    )
 
 
 _FEATURE = re.compile(r"^[A-Za-z_][\w.\-]*=")

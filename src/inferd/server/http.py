@@ -9,20 +9,14 @@ and a client that disconnects has its queued work cancelled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
-
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from inferd.codecs import (
     HEADER_CONTENT_LENGTH,
@@ -35,10 +29,18 @@ from inferd.errors import (
     BadRequestError,
     InferdError,
     OverloadedError,
-    PayloadTooLargeError,
     UnauthorizedError,
 )
 from inferd.repository import ModelRepository
+from inferd.server.asgi import (
+    HttpRequest,
+    HttpResponse,
+    Receive,
+    Router,
+    Scope,
+    Send,
+    serve_lifespan,
+)
 from inferd.server.dataplane import DataPlane
 from inferd.server.metrics import Metrics
 
@@ -46,44 +48,23 @@ logger = logging.getLogger("inferd.server")
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 TIMEOUT_HEADER = "inferd-timeout-ms"
-_JSON = "application/json"
 T = TypeVar("T")
 _request_ids = itertools.count(1)
 _id_prefix = os.urandom(3).hex()
 
 
-def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json_dumps(content), status_code=status, media_type=_JSON, headers=headers)
+def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(json_dumps(content), status, headers=headers or {})
 
 
-def _error_response(error: InferdError, request_id: str) -> Response:
+def _error_response(error: InferdError, request_id: str) -> HttpResponse:
     headers = {"x-request-id": request_id}
     if isinstance(error, OverloadedError):
         headers["retry-after"] = str(max(1, round(error.retry_after_s)))
     return _json({"error": error.message}, error.status_code, headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(
-            f"request body is {int(declared)} bytes, over the server's limit of {limit}; "
-            "send fewer items per request or start the server with a larger --max-body-size"
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"request body is over the server's limit of {limit} bytes; send fewer items "
-                "per request or start the server with a larger --max-body-size"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _deadline(request: Request, parameters: dict[str, Any] | None) -> float | None:
+def _deadline(request: HttpRequest, parameters: dict[str, Any] | None) -> float | None:
     raw: Any = (parameters or {}).get("timeout_ms", request.headers.get(TIMEOUT_HEADER))
     if raw is None:
         return None
@@ -100,7 +81,7 @@ _DISCONNECTED = "inferd.disconnected"
 """Scope key set when the client went away, so the cancellation it causes is told apart."""
 
 
-async def _cancel_on_disconnect(request: Request, handler: asyncio.Task[Any]) -> None:
+async def _cancel_on_disconnect(request: HttpRequest, handler: asyncio.Task[Any]) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
@@ -109,7 +90,7 @@ async def _cancel_on_disconnect(request: Request, handler: asyncio.Task[Any]) ->
             return
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+async def _unless_disconnected(request: HttpRequest, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it (and its queued items) if the client goes away first.
 
     One watcher task reads the connection; on a disconnect it cancels this handler's task,
@@ -117,9 +98,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """
     handler = asyncio.current_task()
     assert handler is not None
-    watcher = asyncio.get_running_loop().create_task(
-        _cancel_on_disconnect(request, handler)
-    )
+    watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, handler))
     try:
         return await work
     finally:
@@ -148,86 +127,86 @@ class HttpServer:
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.router = self._routes()
+
+    async def startup(self) -> None:
         await asyncio.to_thread(self.repository.load)
         await self.repository.start()
         self.dataplane.started = True
         for entry in self.repository.entries():
             state = f"versions {sorted(entry.versions)}" if entry.versions else "NOT LOADED"
             logger.info("model %s: %s", entry.name, state)
-        try:
-            yield
-        finally:
-            self.dataplane.started = False
-            await self.repository.stop()
 
-    def app(self) -> Starlette:
-        v2 = "/v2/models/{model}"
-        v2v = "/v2/models/{model}/versions/{version}"
-        routes = [
-            Route("/v2/health/live", self._guard(self.live)),
-            Route("/v2/health/ready", self._guard(self.ready)),
-            Route("/v2", self._guard(self.server_metadata)),
-            Route("/v2/repository/index", self._guard(self.index), methods=["GET", "POST"]),
-            Route(v2, self._guard(self.model_metadata)),
-            Route(v2v, self._guard(self.model_metadata)),
-            Route(v2 + "/ready", self._guard(self.model_ready)),
-            Route(v2v + "/ready", self._guard(self.model_ready)),
-            Route(v2 + "/infer", self._guard(self.infer), methods=["POST"]),
-            Route(v2v + "/infer", self._guard(self.infer), methods=["POST"]),
-            Route("/v1/models/{model}", self._guard(self.v1_status)),
-            Route("/v1/models/{model}/versions/{version}", self._guard(self.v1_status)),
-            Route("/v1/models/{model}:predict", self._guard(self.predict), methods=["POST"]),
-            Route(
-                "/v1/models/{model}/versions/{version}:predict",
-                self._guard(self.predict),
-                methods=["POST"],
-            ),
-            Route("/metrics", self.prometheus),
-        ]
-        return Starlette(routes=routes, lifespan=self.lifespan)
+    async def shutdown(self) -> None:
+        self.dataplane.started = False
+        await self.repository.stop()
+
+    def _routes(self) -> Router:
+        router = Router()
+        post = ("POST",)
+        for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+            router.add(prefix, self.model_metadata)
+            router.add(prefix + "/ready", self.model_ready)
+            router.add(prefix + "/infer", self.infer, post)
+        for prefix in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
+            router.add(prefix, self.model_ready)
+            router.add(prefix + ":predict", self.predict, post)
+        router.add("/v2/health/live", self.live)
+        router.add("/v2/health/ready", self.ready)
+        router.add("/v2", self.server_metadata)
+        router.add("/v2/repository/index", self.index, ("GET", "POST"))
+        router.add("/metrics", self.prometheus)
+        return router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] == "http":
+            response = await self.handle(scope, receive)
+            if not scope.get(_DISCONNECTED):
+                await response.send(send)
+        elif scope["type"] == "lifespan":
+            await serve_lifespan(receive, send, self.startup, self.shutdown)
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _guard(
-        self, handler: Callable[[Request, str], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        """Auth, request ids, error rendering and request counting around one route."""
-
-        async def endpoint(request: Request) -> Response:
+    async def handle(self, scope: Scope, receive: Receive) -> HttpResponse:
+        """Route one request: auth, request id, error rendering and request counting."""
+        model = ""
+        request_id = ""
+        try:
+            handler, params = self.router.match(scope["method"], scope["path"])
+            request = HttpRequest(scope, receive, params)
             request_id = request.headers.get("x-request-id") or (
                 f"{_id_prefix}-{next(_request_ids)}"
             )
-            model = request.path_params.get("model", "")
-            try:
-                self._authorize(request)
-                response = await handler(request, request_id)
-            except InferdError as error:
-                response = _error_response(error, request_id)
-            except asyncio.CancelledError:
-                if not request.scope.get(_DISCONNECTED):
-                    raise  # the server is shutting down
-                # The client hung up: its work is dropped; nobody is left to answer.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                response = _json({"error": "client disconnected"}, 499)
-            except Exception:
-                logger.exception("request %s crashed the handler", request_id)
-                response = _json(
-                    {"error": f"internal server error (request id {request_id}; see the log)"},
-                    500,
-                    {"x-request-id": request_id},
-                )
-            if model:
-                self.metrics.count(model, _protocol(request), response.status_code)
-            return response
+            request.id = request_id
+            model = params.get("model", "")
+            self._authorize(request)
+            response = await handler(request)
+        except InferdError as error:
+            response = _error_response(error, request_id)
+        except asyncio.CancelledError:
+            if not scope.get(_DISCONNECTED):
+                raise  # the server is shutting down
+            # The client hung up: its work is dropped and nobody is left to answer.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            response = _json({"error": "client disconnected"}, 499)
+        except Exception:
+            logger.exception("request %s crashed the handler", request_id)
+            response = _json(
+                {"error": f"internal server error (request id {request_id}; see the log)"},
+                500,
+                {"x-request-id": request_id},
+            )
+        if model:
+            protocol = "v1" if scope["path"].startswith("/v1") else "v2"
+            self.metrics.count(model, protocol, response.status)
+        return response
 
-        return endpoint
-
-    def _authorize(self, request: Request) -> None:
-        if self.api_key is None or request.scope["path"].startswith("/v2/health"):
+    def _authorize(self, request: HttpRequest) -> None:
+        if self.api_key is None or request.path.startswith("/v2/health"):
             return
         given = request.headers.get("x-api-key") or ""
         bearer = request.headers.get("authorization", "")
@@ -241,37 +220,32 @@ class HttpServer:
 
     # --- routes -----------------------------------------------------------------------------
 
-    async def live(self, request: Request, request_id: str) -> Response:
+    async def live(self, request: HttpRequest) -> HttpResponse:
         return _json({"live": self.dataplane.live()})
 
-    async def ready(self, request: Request, request_id: str) -> Response:
+    async def ready(self, request: HttpRequest) -> HttpResponse:
         ready = self.dataplane.ready()
         return _json({"ready": ready}, 200 if ready else 503)
 
-    async def server_metadata(self, request: Request, request_id: str) -> Response:
+    async def server_metadata(self, request: HttpRequest) -> HttpResponse:
         return _json(self.dataplane.server_metadata())
 
-    async def index(self, request: Request, request_id: str) -> Response:
+    async def index(self, request: HttpRequest) -> HttpResponse:
         return _json(self.dataplane.model_index())
 
-    async def model_metadata(self, request: Request, request_id: str) -> Response:
-        params = request.path_params
+    async def model_metadata(self, request: HttpRequest) -> HttpResponse:
+        params = request.params
         return _json(self.dataplane.model_metadata(params["model"], params.get("version")))
 
-    async def model_ready(self, request: Request, request_id: str) -> Response:
-        params = request.path_params
+    async def model_ready(self, request: HttpRequest) -> HttpResponse:
+        params = request.params
         ready = self.dataplane.model_ready(params["model"], params.get("version"))
         return _json({"name": params["model"], "ready": ready}, 200 if ready else 503)
 
-    async def v1_status(self, request: Request, request_id: str) -> Response:
-        params = request.path_params
-        ready = self.dataplane.model_ready(params["model"], params.get("version"))
-        return _json({"name": params["model"], "ready": ready}, 200 if ready else 503)
-
-    async def infer(self, request: Request, request_id: str) -> Response:
-        params = request.path_params
+    async def infer(self, request: HttpRequest) -> HttpResponse:
+        params = request.params
         self.dataplane.check_model(params["model"], params.get("version"))
-        body = await _read_body(request, self.max_body_bytes)
+        body = await request.body(self.max_body_bytes)
         header = request.headers.get(HEADER_CONTENT_LENGTH)
         if header is not None and not header.isdigit():
             raise BadRequestError(f"{HEADER_CONTENT_LENGTH} must be a byte count; got {header!r}")
@@ -280,20 +254,20 @@ class HttpServer:
         response = await _unless_disconnected(
             request,
             self.dataplane.infer(
-                params["model"], params.get("version"), infer_request, request_id, deadline
+                params["model"], params.get("version"), infer_request, request.id, deadline
             ),
         )
         payload, json_length = encode_infer_response(response, infer_request)
-        headers = {"x-request-id": request_id}
+        headers = {"x-request-id": request.id}
         if json_length is None:
-            return Response(payload, media_type=_JSON, headers=headers)
+            return HttpResponse(payload, headers=headers)
         headers[HEADER_CONTENT_LENGTH] = str(json_length)
-        return Response(payload, media_type="application/octet-stream", headers=headers)
+        return HttpResponse(payload, content_type="application/octet-stream", headers=headers)
 
-    async def predict(self, request: Request, request_id: str) -> Response:
-        params = request.path_params
+    async def predict(self, request: HttpRequest) -> HttpResponse:
+        params = request.params
         self.dataplane.check_model(params["model"], params.get("version"))
-        body = json_loads(await _read_body(request, self.max_body_bytes))
+        body = json_loads(await request.body(self.max_body_bytes))
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise BadRequestError('the body must be a JSON object {"instances": [...]}')
         instances = body["instances"]
@@ -304,18 +278,13 @@ class HttpServer:
         predictions = await _unless_disconnected(
             request,
             self.dataplane.predict(
-                params["model"], params.get("version"), instances, request_id, deadline
+                params["model"], params.get("version"), instances, request.id, deadline
             ),
         )
-        return _json({"predictions": predictions}, headers={"x-request-id": request_id})
+        return _json({"predictions": predictions}, headers={"x-request-id": request.id})
 
-    async def prometheus(self, request: Request) -> Response:
-        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
-
-
-def _protocol(request: Request) -> str:
-    path: str = request.scope["path"]
-    return "v1" if path.startswith("/v1") else "v2"
+    async def prometheus(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(self.metrics.render(), content_type="text/plain; version=0.0.4")
 
 
 def create_app(
@@ -324,9 +293,8 @@ def create_app(
     trust_code: bool = False,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> Starlette:
+) -> HttpServer:
     """The ASGI app serving every model in `repository_path`."""
-    server = HttpServer(
+    return HttpServer(
         repository_path, trust_code=trust_code, api_key=api_key, max_body_bytes=max_body_bytes
     )
-    return server.app()
