@@ -58,7 +58,7 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
 
 
 def _error_response(error: InferdError, request_id: str) -> HttpResponse:
-    headers = {"x-request-id": request_id}
+    headers = {"x-request-id": request_id} if request_id else {}
     if isinstance(error, OverloadedError):
         headers["retry-after"] = str(max(1, round(error.retry_after_s)))
     return _json({"error": error.message}, error.status_code, headers)
