@@ -71,6 +71,21 @@ def test_batched_tensor_model_matches_numpy(
     np.testing.assert_allclose(result.as_numpy("logits"), x @ weight + bias, rtol=1e-5)
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+def test_compressed_requests(client: triton.InferenceServerClient, compression: str) -> None:
+    x = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+    tensor = triton.InferInput("x", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=True)
+    result = client.infer(
+        "affine",
+        [tensor],
+        request_compression_algorithm=compression,
+        response_compression_algorithm=compression,
+    )
+    weight, bias = affine_weights()
+    np.testing.assert_allclose(result.as_numpy("logits"), x @ weight + bias, rtol=1e-5)
+
+
 def test_several_inputs_int64_and_dynamic_dims(client: triton.InferenceServerClient) -> None:
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.array([4, 9], dtype=np.int64)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferd.errors import NotFoundError, PayloadTooLargeError
+from inferd.errors import BadRequestError, NotFoundError, PayloadTooLargeError
 
 logger = logging.getLogger("inferd.server")
 
@@ -76,7 +77,31 @@ class HttpRequest:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        encoding = self.headers.get("content-encoding", "identity").strip().lower()
+        return body if encoding == "identity" else _decompress(body, encoding, limit)
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """A gzip/deflate body (tritonclient's request compression), capped at `limit` bytes."""
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        raise BadRequestError(
+            f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or identity"
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise BadRequestError(f"the {encoding} request body is corrupt: {error}") from None
+    if len(plain) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(
+            f"the {encoding} request body inflates to over the server's limit of {limit} bytes"
+        )
+    return plain
 
 
 @dataclass

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from typing import Any
 
 import pytest
 
-from inferd.errors import NotFoundError, PayloadTooLargeError
+from inferd.errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from inferd.server.asgi import (
     HttpRequest,
     HttpResponse,
@@ -149,3 +151,25 @@ async def test_failed_startup_is_reported() -> None:
 
     await serve_lifespan(_receiver([{"type": "lifespan.startup"}]), send, startup, shutdown)
     assert sent == [{"type": "lifespan.startup.failed", "message": "repository missing"}]
+
+
+def _encoded(encoding: str, body: bytes) -> HttpRequest:
+    return HttpRequest(
+        _scope([(b"content-encoding", encoding.encode())]),
+        _receiver([{"type": "http.request", "body": body, "more_body": False}]),
+        {},
+    )
+
+
+async def test_gzip_and_deflate_bodies_are_inflated() -> None:
+    assert await _encoded("gzip", gzip.compress(b"x" * 50)).body(limit=100) == b"x" * 50
+    assert await _encoded("deflate", zlib.compress(b"y" * 50)).body(limit=100) == b"y" * 50
+
+
+async def test_compressed_bombs_corrupt_bodies_and_unknown_encodings_are_refused() -> None:
+    with pytest.raises(PayloadTooLargeError, match="inflates to over"):
+        await _encoded("gzip", gzip.compress(b"\0" * 1_000_000)).body(limit=4000)
+    with pytest.raises(BadRequestError, match="corrupt"):
+        await _encoded("gzip", b"not gzip at all").body(limit=1000)
+    with pytest.raises(BadRequestError, match="'br' is not supported"):
+        await _encoded("br", b"...").body(limit=1000)
