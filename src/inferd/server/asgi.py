@@ -28,6 +28,10 @@ Send = Callable[[Message], Awaitable[None]]
 class MethodNotAllowedError(NotFoundError):
     status_code = 405
 
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
 
 class HttpRequest:
     """One request: method, path, route parameters, headers (lower-case) and the body."""
@@ -157,7 +161,8 @@ class Router:
             else:
                 raise NotFoundError(f"no route {path}; see the README for the API")
         if method not in allowed and not (method == "HEAD" and "GET" in allowed):
-            raise MethodNotAllowedError(f"{path} takes {', '.join(sorted(allowed))}, not {method}")
+            names = sorted(allowed)
+            raise MethodNotAllowedError(f"{path} takes {', '.join(names)}, not {method}", names)
         return handler, params
 
 

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable
@@ -35,6 +36,7 @@ from inferd.repository import ModelRepository
 from inferd.server.asgi import (
     HttpRequest,
     HttpResponse,
+    MethodNotAllowedError,
     Receive,
     Router,
     Scope,
@@ -61,6 +63,8 @@ def _error_response(error: InferdError, request_id: str) -> HttpResponse:
     headers = {"x-request-id": request_id} if request_id else {}
     if isinstance(error, OverloadedError):
         headers["retry-after"] = str(max(1, round(error.retry_after_s)))
+    if isinstance(error, MethodNotAllowedError):
+        headers["allow"] = ", ".join(error.allowed)
     return _json({"error": error.message}, error.status_code, headers)
 
 
@@ -72,7 +76,7 @@ def _deadline(request: HttpRequest, parameters: dict[str, Any] | None) -> float 
         milliseconds = float(raw)
     except (TypeError, ValueError):
         raise BadRequestError(f"timeout_ms must be a number of milliseconds; got {raw!r}") from None
-    if milliseconds <= 0:
+    if not math.isfinite(milliseconds) or milliseconds <= 0:
         raise BadRequestError(f"timeout_ms must be positive; got {raw!r}")
     return time.monotonic() + milliseconds / 1000.0
 

@@ -37,10 +37,11 @@ def _convert_numbers(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
         if raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)):
             raise BadRequestError(f"input {spec.name!r} takes whole numbers ({spec.datatype})")
         info = np.iinfo(dtype.type)  # type: ignore[type-var]
-        if raw.min() < info.min or raw.max() > info.max:
+        low, high = raw.min().item(), raw.max().item()  # Python numbers compare exactly
+        if low < info.min or high > info.max:
             raise BadRequestError(
                 f"input {spec.name!r} takes {spec.datatype} values in "
-                f"[{info.min}, {info.max}]; got {raw.min()}..{raw.max()}"
+                f"[{info.min}, {info.max}]; got {low}..{high}"
             )
     return raw.astype(dtype)
 
@@ -119,6 +120,10 @@ class InputDecoder:
         """A JSON value for one item of `spec` → a numpy array of the item's shape."""
         if spec.datatype == "BYTES":
             array = np.array(self._json_bytes(spec.name, value), dtype=np.object_)
+            if any(not isinstance(v, bytes) for v in array.reshape(-1)):
+                raise BadRequestError(
+                    f"input {spec.name!r} is a ragged list; every row must have the same length"
+                )
         else:
             if isinstance(value, dict):
                 raise BadRequestError(

@@ -1,0 +1,193 @@
+"""Prometheus metrics: request counts, stage latencies, batch sizes, queue gauges, registries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from inferd.server.metrics import STAGES, Metrics
+
+
+def _no_queues() -> Iterable[tuple[str, str, int, int]]:
+    return []
+
+
+def _metrics(
+    known: set[str] | None = None,
+    queues: list[tuple[str, str, int, int]] | None = None,
+) -> Metrics:
+    names = known if known is not None else set()
+    states = queues if queues is not None else []
+    return Metrics(queues=lambda: list(states), known_models=lambda name: name in names)
+
+
+def _samples(metrics: Metrics, sample_name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Every sample of one series name in the rendered output, keyed by its sorted labels."""
+    found: dict[tuple[tuple[str, str], ...], float] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == sample_name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def _requests(metrics: Metrics, model: str, protocol: str, status: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "inferd_requests_total", {"model": model, "protocol": protocol, "status": status}
+    )
+
+
+# --- count() ------------------------------------------------------------------------------------
+
+
+def test_count_labels_known_models_by_name() -> None:
+    metrics = _metrics(known={"digits"})
+    metrics.count("digits", "v2", 200)
+    metrics.count("digits", "v2", 200)
+    metrics.count("digits", "v1", 400)
+    assert _requests(metrics, "digits", "v2", "200") == 2.0
+    assert _requests(metrics, "digits", "v1", "400") == 1.0
+    assert _requests(metrics, "-", "v2", "200") is None
+
+
+def test_count_puts_unknown_models_under_a_dash() -> None:
+    metrics = _metrics(known={"digits"})
+    metrics.count("ghost", "v2", 404)
+    metrics.count("spooky", "v2", 404)
+    metrics.count("other", "v1", 404)
+    assert _requests(metrics, "-", "v2", "404") == 2.0
+    assert _requests(metrics, "-", "v1", "404") == 1.0
+    assert _requests(metrics, "ghost", "v2", "404") is None
+    assert _requests(metrics, "spooky", "v2", "404") is None
+
+
+def test_count_asks_again_for_a_model_that_was_unknown() -> None:
+    # A model that appears later (e.g. loaded by a reload) is then counted under its name.
+    known: set[str] = set()
+    metrics = _metrics(known=known)
+    metrics.count("late", "v2", 200)
+    known.add("late")
+    metrics.count("late", "v2", 200)
+    assert _requests(metrics, "-", "v2", "200") == 1.0
+    assert _requests(metrics, "late", "v2", "200") == 1.0
+
+
+# --- render() -----------------------------------------------------------------------------------
+
+
+def test_render_has_request_counts() -> None:
+    metrics = _metrics(known={"digits"})
+    metrics.count("digits", "v2", 200)
+    text = metrics.render().decode()
+    assert "# TYPE inferd_requests_total counter" in text
+    assert 'inferd_requests_total{model="digits",protocol="v2",status="200"} 1.0' in text
+    assert "inferd_requests_created" not in text  # *_created series are disabled
+
+
+def test_render_has_stage_histograms_with_buckets() -> None:
+    metrics = _metrics()
+    metrics.stage("digits", "model").observe(0.003)
+    metrics.stage("digits", "model").observe(0.2)
+    metrics.stage("digits", "queue").observe(0.00005)
+    buckets = _samples(metrics, "inferd_stage_seconds_bucket")
+    model_buckets = {
+        dict(labels)["le"]: value
+        for labels, value in buckets.items()
+        if dict(labels)["stage"] == "model"
+    }
+    assert model_buckets["0.0025"] == 0.0
+    assert model_buckets["0.005"] == 1.0
+    assert model_buckets["0.25"] == 2.0
+    assert model_buckets["+Inf"] == 2.0
+    assert len(model_buckets) == 17  # 16 bounds and +Inf
+    value = metrics.registry.get_sample_value(
+        "inferd_stage_seconds_count", {"model": "digits", "stage": "queue"}
+    )
+    assert value == 1.0
+    total = metrics.registry.get_sample_value(
+        "inferd_stage_seconds_sum", {"model": "digits", "stage": "model"}
+    )
+    assert total is not None and abs(total - 0.203) < 1e-9
+
+
+def test_stage_returns_the_same_child_each_time() -> None:
+    metrics = _metrics()
+    assert metrics.stage("m", "queue") is metrics.stage("m", "queue")
+    assert metrics.stage("m", "queue") is not metrics.stage("m", "model")
+    assert STAGES == ("queue", "preprocess", "model", "postprocess", "total")
+
+
+def test_render_has_batch_sizes() -> None:
+    metrics = _metrics()
+    for size in (1, 3, 3, 40):
+        metrics.observe_batch("digits", "2", size)
+    labels = {"model": "digits", "version": "2"}
+    get = metrics.registry.get_sample_value
+    assert get("inferd_batch_size_count", labels) == 4.0
+    assert get("inferd_batch_size_sum", labels) == 47.0
+    assert get("inferd_batch_size_bucket", {**labels, "le": "1.0"}) == 1.0
+    assert get("inferd_batch_size_bucket", {**labels, "le": "4.0"}) == 3.0
+    assert get("inferd_batch_size_bucket", {**labels, "le": "32.0"}) == 3.0
+    assert get("inferd_batch_size_bucket", {**labels, "le": "64.0"}) == 4.0
+    assert "inferd_batch_size_bucket{" in metrics.render().decode()
+
+
+def test_queue_gauges_are_read_at_scrape_time() -> None:
+    states: list[tuple[str, str, int, int]] = [("digits", "1", 5, 1)]
+    metrics = _metrics(queues=states)
+    assert _samples(metrics, "inferd_queue_depth") == {(("model", "digits"), ("version", "1")): 5.0}
+    assert _samples(metrics, "inferd_batches_running") == {
+        (("model", "digits"), ("version", "1")): 1.0
+    }
+    states[:] = [("digits", "1", 0, 2), ("house", "3", 7, 0)]
+    # _metrics copies the list on every call, so this shows a fresh read, not a cached one
+    assert _samples(metrics, "inferd_queue_depth") == {
+        (("model", "digits"), ("version", "1")): 0.0,
+        (("model", "house"), ("version", "3")): 7.0,
+    }
+    assert _samples(metrics, "inferd_batches_running") == {
+        (("model", "digits"), ("version", "1")): 2.0,
+        (("model", "house"), ("version", "3")): 0.0,
+    }
+
+
+def test_queue_callback_is_not_called_until_a_scrape() -> None:
+    calls: list[int] = []
+
+    def queues() -> Iterable[tuple[str, str, int, int]]:
+        calls.append(1)
+        return [("m", "1", 2, 0)]
+
+    metrics = Metrics(queues=queues, known_models=lambda name: True)
+    assert calls == []  # the server builds Metrics before the DataPlane the callback reads
+    metrics.render()
+    assert calls == [1]
+    metrics.render()
+    assert calls == [1, 1]
+
+
+def test_queue_gauges_with_no_models() -> None:
+    metrics = Metrics(queues=_no_queues, known_models=lambda name: False)
+    text = metrics.render().decode()
+    assert "# TYPE inferd_queue_depth gauge" in text
+    assert "# TYPE inferd_batches_running gauge" in text
+    assert _samples(metrics, "inferd_queue_depth") == {}
+
+
+# --- registries ---------------------------------------------------------------------------------
+
+
+def test_two_metrics_do_not_share_a_registry() -> None:
+    first = _metrics(known={"m"})
+    second = _metrics(known={"m"})  # building a second one must not clash on metric names
+    assert first.registry is not second.registry
+    first.count("m", "v2", 200)
+    first.observe_batch("m", "1", 4)
+    first.stage("m", "total").observe(0.1)
+    assert _requests(first, "m", "v2", "200") == 1.0
+    assert _requests(second, "m", "v2", "200") is None
+    get = second.registry.get_sample_value
+    assert get("inferd_batch_size_count", {"model": "m", "version": "1"}) is None
+    assert get("inferd_stage_seconds_count", {"model": "m", "stage": "total"}) is None
+    assert "inferd_requests_total{" not in second.render().decode()
