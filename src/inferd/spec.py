@@ -8,11 +8,12 @@ model.yaml is caught when the file is read, never mid-request.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,6 +27,20 @@ from inferd.datatypes import DATATYPES
 from inferd.errors import SpecError
 
 Task = Literal["classification", "regression", "detection", "forecasting", "generation", "tensor"]
+
+
+def _inside_model_folder(value: str) -> str:
+    """Paths in model.yaml name files of the model folder, never files elsewhere."""
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or not value.strip():
+        raise ValueError(
+            f"{value!r} must be a path inside the model folder (no '..', not absolute)"
+        )
+    return value
+
+
+ModelFile = Annotated[str, AfterValidator(_inside_model_folder)]
+"""A file named in model.yaml, relative to the model (or version) folder."""
 
 
 class _Strict(BaseModel):
@@ -207,7 +222,7 @@ class RuntimeSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    data: str
+    data: ModelFile
     """A JSON-lines file, relative to the model folder: {"instance": ..., "target": ...}."""
     metric: Literal["accuracy", "r2", "mae", "rmse"]
     threshold: float | None = None
@@ -215,7 +230,7 @@ class EvalSpec(_Strict):
 
 
 class PythonSpec(_Strict):
-    module: str = "model.py"
+    module: ModelFile = "model.py"
     """File in the version folder; loaded only when serving with --trust-code."""
     class_name: str = Field(default="Model", alias="class")
 
@@ -226,7 +241,7 @@ class ModelSpec(_Strict):
     name: str
     task: Task = "tensor"
     backend: Literal["onnx", "python"] = "onnx"
-    artifact: str | None = None
+    artifact: ModelFile | None = None
     """File inside each version folder (default: model.onnx for onnx)."""
     description: str = ""
     inputs: list[TensorSpec] = Field(default_factory=list)
@@ -240,6 +255,11 @@ class ModelSpec(_Strict):
     eval: EvalSpec | None = None
     python: PythonSpec | None = None
     versions: Literal["latest", "all"] | list[int] = "latest"
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_file_inside(cls, value: list[str] | str | None) -> list[str] | str | None:
+        return _inside_model_folder(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:

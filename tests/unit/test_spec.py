@@ -405,3 +405,26 @@ def test_load_labels_missing_file(tmp_path: Path) -> None:
     assert str(tmp_path / "classes.txt") in caught.value.message
     assert "does not exist" in caught.value.message
     assert "one label per line" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ({"labels": "../../etc/passwd"}, "labels"),
+        ({"artifact": "/etc/model.onnx"}, "artifact"),
+        ({"eval": {"data": "../other/test.jsonl", "metric": "r2"}}, "eval.data"),
+        ({"python": {"module": "../../evil.py"}}, "python.module"),
+    ],
+)
+def test_files_named_in_the_spec_stay_inside_the_model_folder(
+    extra: dict[str, object], where: str
+) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({"name": "m", **extra})
+    assert f"{where}: " in caught.value.message
+    assert "inside the model folder" in caught.value.message
+
+
+def test_files_in_subfolders_are_fine() -> None:
+    spec = parse_spec({"name": "m", "labels": "meta/labels.txt", "artifact": "onnx/model.onnx"})
+    assert spec.labels == "meta/labels.txt" and spec.artifact_name() == "onnx/model.onnx"

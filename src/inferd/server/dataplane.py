@@ -17,7 +17,7 @@ from typing import Any
 from inferd import __version__
 from inferd.codecs import InferRequest, InferResponse, InferTensor
 from inferd.datatypes import datatype_of
-from inferd.errors import InferdError, ModelError
+from inferd.errors import InferdError, ModelError, ModelNotReadyError
 from inferd.pipeline import ItemResult
 from inferd.repository import ModelRepository, ModelVersion
 from inferd.server.metrics import Metrics
@@ -189,9 +189,8 @@ class DataPlane:
         label_items: bool,
     ) -> list[ItemResult]:
         batcher = model.batcher
-        if batcher is None:
-            self.repository.get(model.name, str(model.version))  # raises "not ready"
-            raise AssertionError("unreachable")
+        if batcher is None:  # stopped between routing and now (a reload or shutdown)
+            raise ModelNotReadyError(f"model {model.name!r} version {model.version} is not serving")
         started = time.perf_counter()
         try:
             if len(items) == 1:
