@@ -117,6 +117,7 @@ def build_repo(root: Path, *, slow: bool = False) -> Path:
     onnx_models.affine(repo / "affine" / "1" / "model.onnx")
     onnx_models.two_in_two_out(repo / "pair" / "1" / "model.onnx")
     onnx_models.fixed_shape(repo / "fixed" / "1" / "model.onnx")
+    onnx_models.stateful_scaled(repo / "stateful" / "1" / "model.onnx")
     if slow:
         (repo / "slow" / "1").mkdir(parents=True)
         (repo / "slow" / "model.yaml").write_text(SLOW_SPEC)

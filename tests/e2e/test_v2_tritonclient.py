@@ -104,6 +104,28 @@ def test_unbatched_fixed_shape_model(client: triton.InferenceServerClient) -> No
     np.testing.assert_array_equal(client.infer("fixed", [tensor]).as_numpy("y"), x * 3)
 
 
+def test_scalar_and_state_inputs_are_served_whole(client: triton.InferenceServerClient) -> None:
+    metadata = client.get_model_metadata("stateful")
+    assert {t["name"]: t["shape"] for t in metadata["inputs"]} == {
+        "x": [-1, 3],
+        "h": [1, 3],
+        "alpha": [],
+    }
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    h = np.array([[0.5, -1.0, 2.0]], dtype=np.float32)
+    inputs = [
+        triton.InferInput("x", [2, 3], "FP32"),
+        triton.InferInput("h", [1, 3], "FP32"),
+        triton.InferInput("alpha", [], "FP32"),
+    ]
+    inputs[0].set_data_from_numpy(x)
+    inputs[1].set_data_from_numpy(h, binary_data=False)
+    inputs[2].set_data_from_numpy(np.array(2.0, dtype=np.float32))
+    result = client.infer("stateful", inputs)
+    np.testing.assert_allclose(result.as_numpy("y"), x * 2.0 + h)
+    np.testing.assert_allclose(result.as_numpy("h_next"), h + 1)
+
+
 def test_tabular_regression_over_v2(client: triton.InferenceServerClient) -> None:
     spec_features = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     first = json.loads((BUNDLED / "diabetes" / "eval" / "test.jsonl").read_text().splitlines()[0])

@@ -179,3 +179,29 @@ def string_lookup(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def stateful_scaled(path: Path, hidden: int = 3) -> Path:
+    """A recurrent-style step with a scalar input and a state input, all unbatched:
+    x[-1, hidden] FP32, h[1, hidden] FP32, alpha[] FP32 (a scalar) →
+    y = x * alpha + h (broadcast), h_next = h + 1. Its first dims are not all dynamic."""
+    one = numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "alpha"], ["scaled"]),
+            helper.make_node("Add", ["scaled", "h"], ["y"]),
+            helper.make_node("Add", ["h", "one"], ["h_next"]),
+        ],
+        "stateful_scaled",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["steps", hidden]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, hidden]),
+            helper.make_tensor_value_info("alpha", TensorProto.FLOAT, []),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["steps", hidden]),
+            helper.make_tensor_value_info("h_next", TensorProto.FLOAT, [1, hidden]),
+        ],
+        initializer=[one],
+    )
+    return _save(graph, path)
