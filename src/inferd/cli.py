@@ -242,6 +242,8 @@ def evaluate(
         raise _fail(error.message) from None
     verdict = {True: "[green]pass[/green]", False: "[red]FAIL[/red]", None: ""}[report.passed]
     threshold = f" (threshold {report.threshold})" if report.threshold is not None else ""
+    if report.baseline is not None:
+        threshold += f"; seasonal-naive baseline {report.metric} = {report.baseline:.4f}"
     console.print(
         f"{report.model} v{report.version}: {report.metric} = {report.value:.4f} on "
         f"{report.count} examples ({report.failed} failed){threshold} {verdict}",

@@ -24,15 +24,25 @@ import numpy as np
 from inferd.backends import Backend
 from inferd.codecs import InferTensor
 from inferd.errors import InferdError, ModelError, SpecError
-from inferd.spec import ClassifyStage, ImageStage, ModelSpec, RegressStage, TabularStage, TensorSpec
+from inferd.spec import (
+    ClassifyStage,
+    ForecastStage,
+    ImageStage,
+    ModelSpec,
+    SeriesStage,
+    TabularStage,
+    TensorSpec,
+)
 from inferd.stages import (
     Item,
     Postprocess,
     Prediction,
     Preprocess,
     classify,
+    forecast,
     image,
     regress,
+    series,
     tabular,
 )
 from inferd.stages.decode import InputDecoder
@@ -97,17 +107,24 @@ class Pipeline:
             )
         return name
 
-    def _build_preprocess(self, stage: ImageStage | TabularStage) -> Preprocess:
-        if isinstance(stage, ImageStage):
-            source = stage.input or self._only(
-                list(self._input_by_name), "the image stage's input", "input"
+    def _wire_input(self, declared: str | None, stage: str) -> str:
+        source = declared or self._only(
+            list(self._input_by_name), f"the {stage} stage's input", "input"
+        )
+        if source not in self._input_by_name:
+            raise SpecError(
+                f"model {self.spec.name!r}: the {stage} stage reads {source!r}, which is not "
+                f"one of the declared inputs ({', '.join(self._input_by_name)})"
             )
-            if source not in self._input_by_name:
-                raise SpecError(
-                    f"model {self.spec.name!r}: the image stage reads {source!r}, which is not "
-                    f"one of the declared inputs ({', '.join(self._input_by_name)})"
-                )
+        return source
+
+    def _build_preprocess(self, stage: ImageStage | TabularStage | SeriesStage) -> Preprocess:
+        if isinstance(stage, ImageStage):
+            source = self._wire_input(stage.input, "image")
             return image.build(stage, source, self._model_input(stage.output, "image"))
+        if isinstance(stage, SeriesStage):
+            source = self._wire_input(stage.input, "series")
+            return series.build(stage, source, self._model_input(stage.output, "series"))
         return tabular.build(stage, self._model_input(stage.output, "tabular"))
 
     def _check_wire_reaches_model(self) -> None:
@@ -136,7 +153,8 @@ class Pipeline:
             )
         if isinstance(stage, ClassifyStage):
             return classify.build(stage, name, labels)
-        assert isinstance(stage, RegressStage)
+        if isinstance(stage, ForecastStage):
+            return forecast.build(stage, name)
         return regress.build(stage, name)
 
     # --- stage 1: decode (see stages/decode.py) ------------------------------------------

@@ -164,7 +164,29 @@ def _one_per(
     return values
 
 
-PreprocessStage = Annotated[ImageStage | TabularStage, Field(discriminator="type")]
+class SeriesStage(_Strict):
+    """A window of the most recent values of a time series, scaled, for a forecaster."""
+
+    type: Literal["series"]
+    input: str | None = None
+    """The wire input holding the series, oldest value first (default: the only input)."""
+    output: str | None = None
+    window: int = Field(ge=1)
+    """How many of the latest values the model reads; a shorter series is refused."""
+    mean: float = 0.0
+    std: float = 1.0
+    layout: Literal["W", "W1"] = "W"
+    """[window], or [window, 1] for models that want a feature axis."""
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("std must not be 0")
+        return value
+
+
+PreprocessStage = Annotated[ImageStage | TabularStage | SeriesStage, Field(discriminator="type")]
 
 
 # --- postprocessing stages ------------------------------------------------------------------
@@ -197,7 +219,21 @@ class RegressStage(_Strict):
         return _one_per(values, info, "names", "name")
 
 
-PostprocessStage = Annotated[ClassifyStage | RegressStage, Field(discriminator="type")]
+class ForecastStage(_Strict):
+    """Raw outputs → the forecast horizon in the series' own units."""
+
+    type: Literal["forecast"]
+    output: str | None = None
+    mean: float = 0.0
+    std: float = 1.0
+    min_value: float | None = None
+    """Clip below this (e.g. 0 for counts); None leaves values as they are."""
+    max_value: float | None = None
+
+
+PostprocessStage = Annotated[
+    ClassifyStage | RegressStage | ForecastStage, Field(discriminator="type")
+]
 
 
 # --- serving options ------------------------------------------------------------------------
@@ -224,15 +260,24 @@ class RuntimeSpec(_Strict):
 class EvalSpec(_Strict):
     data: ModelFile
     """A JSON-lines file, relative to the model folder: {"instance": ..., "target": ...}."""
-    metric: Literal["accuracy", "r2", "mae", "rmse"]
+    metric: Literal["accuracy", "r2", "mae", "rmse", "mase"]
     threshold: float | None = None
-    """The value the metric must reach (at least; at most for mae/rmse)."""
+    """The value the metric must reach (at least; at most for mae/rmse/mase)."""
+    season: int = Field(default=1, ge=1)
+    """For mase: the season length m of the naive forecast that scales the error."""
 
 
 class PythonSpec(_Strict):
     module: ModelFile = "model.py"
     """File in the version folder; loaded only when serving with --trust-code."""
     class_name: str = Field(default="Model", alias="class")
+
+
+_POSTPROCESS_FOR_TASK = {
+    "classification": "classify",
+    "regression": "regress",
+    "forecasting": "forecast",
+}
 
 
 class ModelSpec(_Strict):
@@ -266,14 +311,9 @@ class ModelSpec(_Strict):
         names = [t.name for t in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError("input names must be unique")
-        if self.task == "classification" and not any(
-            isinstance(s, ClassifyStage) for s in self.postprocess
-        ):
-            raise ValueError('task "classification" needs a postprocess stage of type "classify"')
-        if self.task == "regression" and not any(
-            isinstance(s, RegressStage) for s in self.postprocess
-        ):
-            raise ValueError('task "regression" needs a postprocess stage of type "regress"')
+        needed = _POSTPROCESS_FOR_TASK.get(self.task)
+        if needed is not None and not any(s.type == needed for s in self.postprocess):
+            raise ValueError(f'task "{self.task}" needs a postprocess stage of type "{needed}"')
         if len(self.postprocess) > 1:
             raise ValueError("give at most one postprocess stage")
         if self.preprocess and not self.inputs:
@@ -299,7 +339,7 @@ class ModelSpec(_Strict):
         return "model.onnx"
 
 
-_STAGE_TAGS = {"image", "tabular", "classify", "regress"}
+_STAGE_TAGS = {"image", "tabular", "series", "classify", "regress", "forecast"}
 
 
 def _describe(error: ValidationError, source: str) -> str:

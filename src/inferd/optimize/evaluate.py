@@ -17,7 +17,7 @@ from inferd.errors import InferdError, SpecError
 from inferd.repository import ModelEntry
 from inferd.spec import EvalSpec
 
-_LOWER_IS_BETTER = {"mae", "rmse"}
+_LOWER_IS_BETTER = {"mae", "rmse", "mase"}
 
 
 @dataclass
@@ -29,6 +29,8 @@ class EvalReport:
     count: int
     failed: int
     threshold: float | None
+    baseline: float | None = None
+    """The same metric for a reference forecaster (mase: the seasonal-naive forecast)."""
 
     @property
     def passed(self) -> bool | None:
@@ -62,6 +64,8 @@ def load_examples(path: Path) -> list[tuple[Any, Any]]:
 def _prediction_value(fields: dict[str, Any], metric: str) -> Any:
     if metric == "accuracy":
         return fields.get("label")
+    if metric == "mase":
+        return fields.get("forecast")
     if "value" in fields:
         return fields["value"]
     numbers = [v for v in fields.values() if isinstance(v, int | float)]
@@ -86,6 +90,33 @@ def score(metric: str, predicted: list[Any], targets: list[Any]) -> float:
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def history_of(instance: Any) -> np.ndarray:
+    """The series a forecasting instance carries: a bare list or {"<input>": [...]}."""
+    if isinstance(instance, dict) and len(instance) == 1:
+        instance = next(iter(instance.values()))
+    return np.asarray(instance, dtype=np.float64).reshape(-1)
+
+
+def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """Repeat the last season: the forecast every forecaster should beat."""
+    last = history[-season:]
+    return np.asarray([last[j % len(last)] for j in range(horizon)], dtype=np.float64)
+
+
+def mase(
+    forecasts: list[Any], targets: list[Any], histories: list[np.ndarray], season: int
+) -> float:
+    """Mean absolute scaled error: each example's MAE over its history's seasonal-naive MAE."""
+    ratios = []
+    for forecast, target, history in zip(forecasts, targets, histories, strict=True):
+        if history.size <= season:
+            raise SpecError(f"mase needs histories longer than the season ({season})")
+        scale = float(np.abs(history[season:] - history[:-season]).mean())
+        error = np.abs(np.asarray(forecast, np.float64) - np.asarray(target, np.float64)).mean()
+        ratios.append(float(error) / scale if scale > 0 else float("inf"))
+    return float(np.mean(ratios))
+
+
 def evaluate(entry: ModelEntry, eval_spec: EvalSpec | None = None) -> EvalReport:
     """Run the served (latest) version over the eval data and score it."""
     spec = eval_spec or (entry.spec.eval if entry.spec is not None else None)
@@ -96,14 +127,26 @@ def evaluate(entry: ModelEntry, eval_spec: EvalSpec | None = None) -> EvalReport
         raise SpecError(f"model {entry.name!r} did not load: {'; '.join(entry.errors)}")
     examples = load_examples(entry.path / spec.data)
     outcomes = model.pipeline.predict_instances([instance for instance, _ in examples])
-    predicted, targets, failed = [], [], 0
-    for outcome, (_, target) in zip(outcomes, examples, strict=True):
+    predicted, targets, instances, failed = [], [], [], 0
+    for outcome, (instance, target) in zip(outcomes, examples, strict=True):
         if isinstance(outcome, InferdError):
             failed += 1
             continue
         predicted.append(_prediction_value(outcome.fields, spec.metric))
         targets.append(target)
-    value = score(spec.metric, predicted, targets) if predicted else float("nan")
+        instances.append(instance)
+    baseline = None
+    if not predicted:
+        value = float("nan")
+    elif spec.metric == "mase":
+        histories = [history_of(instance) for instance in instances]
+        value = mase(predicted, targets, histories, spec.season)
+        naive = [
+            seasonal_naive(h, len(t), spec.season) for h, t in zip(histories, targets, strict=True)
+        ]
+        baseline = mase(naive, targets, histories, spec.season)
+    else:
+        value = score(spec.metric, predicted, targets)
     if spec.metric == "accuracy" and failed:
         value = value * len(predicted) / len(examples)  # a failed example is a wrong one
     return EvalReport(
@@ -114,4 +157,5 @@ def evaluate(entry: ModelEntry, eval_spec: EvalSpec | None = None) -> EvalReport
         count=len(examples),
         failed=failed,
         threshold=spec.threshold,
+        baseline=baseline,
     )

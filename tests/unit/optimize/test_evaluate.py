@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from inferd.errors import SpecError
-from inferd.optimize.evaluate import EvalReport, evaluate, load_examples, score
+from inferd.optimize.evaluate import (
+    EvalReport,
+    evaluate,
+    history_of,
+    load_examples,
+    mase,
+    score,
+    seasonal_naive,
+)
 from inferd.repository import load_model
 from tests.support import onnx_models
 
@@ -144,3 +152,22 @@ def test_evaluate_without_eval_section(tmp_path: Path) -> None:
     onnx_models.affine(tmp_path / "plain" / "1" / "model.onnx")
     with pytest.raises(SpecError, match="model 'plain' has no eval: section"):
         evaluate(load_model(tmp_path / "plain"))
+
+
+def test_seasonal_naive_repeats_the_last_season() -> None:
+    history = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(seasonal_naive(history, 5, 2), [4.0, 5.0, 4.0, 5.0, 4.0])
+
+
+def test_mase_scales_each_error_by_its_history() -> None:
+    # History 0,2,4,6: seasonal (m=1) naive steps are all 2, so the scale is 2.
+    history = np.array([0.0, 2.0, 4.0, 6.0])
+    assert mase([[8.0, 10.0]], [[9.0, 12.0]], [history], 1) == pytest.approx((1 + 2) / 2 / 2)
+    # Two examples average their ratios.
+    other = np.array([0.0, 1.0, 0.0, 1.0])  # m=1 scale 1
+    assert mase([[8.0], [1.0]], [[8.0], [3.0]], [history, other], 1) == pytest.approx(1.0)
+
+
+def test_history_of_a_keyed_instance() -> None:
+    np.testing.assert_array_equal(history_of({"series": [1, 2]}), [1.0, 2.0])
+    np.testing.assert_array_equal(history_of([3, 4]), [3.0, 4.0])
