@@ -149,7 +149,7 @@ def predict(
             failed = True
             err_console.print(f"[red]error:[/red] {source}: {outcome.message}")
         elif as_json:
-            typer.echo(json_dumps(outcome.fields).decode())
+            typer.echo(json_dumps(outcome.as_json()).decode())
         else:
             prefix = f"{source}: " if len(sources) > 1 else ""
             console.print(prefix + _describe(outcome.fields), highlight=False)

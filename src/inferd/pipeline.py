@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,10 @@ from inferd.spec import (
     SeriesStage,
     TabularStage,
     TensorSpec,
+    TextStage,
 )
 from inferd.stages import (
+    NOTES,
     Item,
     Postprocess,
     Prediction,
@@ -44,6 +47,7 @@ from inferd.stages import (
     regress,
     series,
     tabular,
+    text,
 )
 from inferd.stages.decode import InputDecoder
 
@@ -68,9 +72,18 @@ def _strip_batch(tensors: list[TensorSpec]) -> list[TensorSpec]:
 class Pipeline:
     """Decode, preprocess, run, postprocess for one model version; thread-safe."""
 
-    def __init__(self, spec: ModelSpec, backend: Backend, labels: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        backend: Backend,
+        labels: list[str] | None = None,
+        model_dir: Path | None = None,
+    ) -> None:
         self.spec = spec
         self.backend = backend
+        self._model_dir = model_dir
+        self._pad_values: dict[str, int] = {}
+        """Model inputs whose last axis varies per item, padded with this value per batch."""
         self.batched = spec.batched
         model_inputs = _strip_batch(backend.inputs) if self.batched else backend.inputs
         self.inputs: list[TensorSpec] = list(spec.inputs) or model_inputs
@@ -118,7 +131,16 @@ class Pipeline:
             )
         return source
 
-    def _build_preprocess(self, stage: ImageStage | TabularStage | SeriesStage) -> Preprocess:
+    def _build_preprocess(
+        self, stage: ImageStage | TabularStage | SeriesStage | TextStage
+    ) -> Preprocess:
+        if isinstance(stage, TextStage):
+            source = self._wire_input(stage.input, "text")
+            for target in stage.outputs.values():
+                self._model_input(target, "text")
+            step, pads = text.build(stage, source, self._model_dir)
+            self._pad_values.update(pads)
+            return step
         if isinstance(stage, ImageStage):
             source = self._wire_input(stage.input, "image")
             return image.build(stage, source, self._model_input(stage.output, "image"))
@@ -173,11 +195,15 @@ class Pipeline:
         """Preprocess each item, run the model on stacked groups, postprocess each item."""
         results: list[ItemResult | BaseException | None] = [None] * len(items)
         prepared: list[tuple[int, Item, float]] = []
+        notes: dict[int, dict[str, Any]] = {}
         for index, item in enumerate(items):
             started = time.perf_counter()
             try:
                 for stage in self._preprocess:
                     item = stage(item)
+                if NOTES in item:
+                    item = dict(item)
+                    notes[index] = item.pop(NOTES)
                 self._check_model_inputs(item)
             except Exception as error:
                 results[index] = self._own_error(error, "preprocessing")
@@ -186,6 +212,10 @@ class Pipeline:
 
         for group in self._groups(prepared):
             self._run_group(group, results)
+        for index, note in notes.items():
+            result = results[index]
+            if isinstance(result, ItemResult):
+                result.prediction.parameters.update(note)
         return [r if r is not None else ModelError("item was not processed") for r in results]
 
     def _check_model_inputs(self, item: Item) -> None:
@@ -200,13 +230,15 @@ class Pipeline:
     def _groups(
         self, prepared: list[tuple[int, Item, float]]
     ) -> list[list[tuple[int, Item, float]]]:
-        """Items whose tensors have equal shapes and dtypes can share one model call."""
+        """Items whose tensors have equal shapes and dtypes can share one model call
+        (the last axis of padded tensors, such as token ids, may differ)."""
         if not self.batched:
             return [[entry] for entry in prepared]
+        pads = self._pad_values
         groups: dict[tuple[Any, ...], list[tuple[int, Item, float]]] = {}
         for entry in prepared:
             key = tuple(
-                (name, value.shape, value.dtype.str)
+                (name, value.shape[:-1] if name in pads else value.shape, value.dtype.str)
                 for name, value in sorted(entry[1].items())
                 if isinstance(value, np.ndarray)
             )
@@ -222,7 +254,7 @@ class Pipeline:
         started = time.perf_counter()
         try:
             if self.batched:
-                feed = {n: np.stack([entry[1][n] for entry in group]) for n in names}
+                feed = {n: self._stack(n, [entry[1][n] for entry in group]) for n in names}
             else:
                 feed = {n: group[0][1][n] for n in names}
             outputs = self.backend.run(feed)
@@ -255,6 +287,17 @@ class Pipeline:
                 postprocess_s=time.perf_counter() - post_started,
                 batch_size=len(group),
             )
+
+    def _stack(self, name: str, arrays: list[np.ndarray]) -> np.ndarray:
+        """Stack one tensor of a group, padding its last axis to the longest item if allowed."""
+        pad = self._pad_values.get(name)
+        if pad is None:
+            return np.stack(arrays)
+        longest = max(a.shape[-1] for a in arrays)
+        batch = np.full((len(arrays), *arrays[0].shape[:-1], longest), pad, arrays[0].dtype)
+        for row, array in enumerate(arrays):
+            batch[row, ..., : array.shape[-1]] = array
+        return batch
 
     def _predict(self, outputs: dict[str, np.ndarray]) -> Prediction:
         if self._postprocess is not None:

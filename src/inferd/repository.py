@@ -133,7 +133,7 @@ def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
                 entry.spec = version_spec
             else:
                 backend = load_backend(version_spec, version_dir, trust_code)
-            pipeline = Pipeline(version_spec, backend, labels)
+            pipeline = Pipeline(version_spec, backend, labels, model_dir)
         except InferdError as error:
             entry.errors.append(f"version {number}: {error.message}")
             continue

@@ -186,7 +186,40 @@ class SeriesStage(_Strict):
         return value
 
 
-PreprocessStage = Annotated[ImageStage | TabularStage | SeriesStage, Field(discriminator="type")]
+TokenTensor = Literal["input_ids", "attention_mask", "token_type_ids"]
+_DEFAULT_TOKEN_TENSORS: dict[TokenTensor, str] = {
+    "input_ids": "input_ids",
+    "attention_mask": "attention_mask",
+}
+
+
+class TextStage(_Strict):
+    """Tokenize one text with a Hugging Face `tokenizers` tokenizer.json."""
+
+    type: Literal["text"]
+    input: str | None = None
+    """The wire input holding the text (default: the only input)."""
+    tokenizer: ModelFile = "tokenizer.json"
+    """The tokenizer file, relative to the model folder."""
+    max_length: int = Field(default=512, ge=1)
+    """Longer texts are truncated to this many tokens, and the response says so."""
+    outputs: dict[TokenTensor, str] = Field(default_factory=lambda: dict(_DEFAULT_TOKEN_TENSORS))
+    """Which token tensors the model takes, and under which input names."""
+    pad_id: int | None = None
+    """The id batches are padded with (default: the tokenizer's pad token, else 0)."""
+    datatype: Literal["INT64", "INT32"] = "INT64"
+
+    @field_validator("outputs")
+    @classmethod
+    def _needs_ids(cls, value: dict[TokenTensor, str]) -> dict[TokenTensor, str]:
+        if "input_ids" not in value:
+            raise ValueError("outputs must map input_ids to a model input")
+        return value
+
+
+PreprocessStage = Annotated[
+    ImageStage | TabularStage | SeriesStage | TextStage, Field(discriminator="type")
+]
 
 
 # --- postprocessing stages ------------------------------------------------------------------
@@ -339,7 +372,7 @@ class ModelSpec(_Strict):
         return "model.onnx"
 
 
-_STAGE_TAGS = {"image", "tabular", "series", "classify", "regress", "forecast"}
+_STAGE_TAGS = {"image", "tabular", "series", "text", "classify", "regress", "forecast"}
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -205,3 +205,37 @@ def stateful_scaled(path: Path, hidden: int = 3) -> Path:
         initializer=[one],
     )
     return _save(graph, path)
+
+
+def masked_token_sum(path: Path) -> Path:
+    """input_ids[N, L] INT64, attention_mask[N, L] INT64 → total[N, 1] FP32 = sum of ids where
+    the mask is 1: padding to any length leaves the answer unchanged."""
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["input_ids", "attention_mask"], ["kept"]),
+            helper.make_node("Cast", ["kept"], ["kept_f"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceSum", ["kept_f", "axes"], ["total"], keepdims=1),
+        ],
+        "masked_token_sum",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
+        ],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[axes],
+    )
+    return _save(graph, path)
+
+
+def word_tokenizer(path: Path, words: list[str]) -> Path:
+    """A real `tokenizers` WordLevel tokenizer.json: [PAD]=0, [UNK]=1, then `words`."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(path))
+    return path

@@ -536,3 +536,23 @@ def test_predict_instances_keeps_order_and_errors_in_place(tmp_path: Path) -> No
         outcome = outcomes[index]
         assert not isinstance(outcome, InferdError)
         np.testing.assert_allclose(outcome.fields["logits"], weight[row] + bias, rtol=1e-5)
+
+
+def test_texts_of_different_lengths_share_a_padded_batch(tmp_path: Path) -> None:
+    onnx_models.masked_token_sum(tmp_path / "1" / "model.onnx")
+    onnx_models.word_tokenizer(tmp_path / "tokenizer.json", ["a", "b", "c", "d"])
+    spec = parse_spec(
+        {
+            "name": "summer",
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1]}],
+            "preprocess": [{"type": "text", "max_length": 3}],
+        }
+    )
+    pipeline = Pipeline(spec, load_backend(spec, tmp_path / "1"), None, tmp_path)
+    texts = ["a", "d c", "b b b b"]  # ids 2 | 5 4 | 3 3 3 (truncated from 4 words)
+    results = pipeline.run_batch([pipeline.item_from_instance(t) for t in texts])
+    ok = [_ok(r) for r in results]
+    assert [r.fields["total"] for r in ok] == [[2.0], [9.0], [9.0]]
+    assert [r.batch_size for r in results] == [3, 3, 3]  # one model call for all three
+    assert [r.prediction.parameters for r in results] == [{}, {}, {"truncated_to_tokens": 3}]
+    assert ok[2].as_json()["parameters"] == {"truncated_to_tokens": 3}

@@ -40,6 +40,20 @@ def _tensor_metadata(tensors: Sequence[TensorSpec], batched: bool) -> list[dict[
     ]
 
 
+def _merged_notes(notes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-item notes as flat V2 response parameters; with several items, `KEY_items` lists
+    the indices of the items a note is about (V2 parameter values are scalars)."""
+    if len(notes) == 1:
+        return dict(notes[0])
+    merged: dict[str, Any] = {}
+    for index, note in enumerate(notes):
+        for key, value in note.items():
+            merged[key] = value
+            listed = merged.get(f"{key}_items")
+            merged[f"{key}_items"] = f"{listed},{index}" if listed else str(index)
+    return merged
+
+
 class DataPlane:
     """Health, metadata and inference over a ModelRepository."""
 
@@ -156,6 +170,7 @@ class DataPlane:
             model_version=str(model.version),
             id=request.id if request.id is not None else request_id,
             outputs=outputs,
+            parameters=_merged_notes([r.prediction.parameters for r in results]),
         )
 
     async def predict(
@@ -177,7 +192,7 @@ class DataPlane:
                     raise error.about(f"instance {position}") from None
                 raise
         results = await self._run(model, items, request_id, deadline, label_items=True)
-        return [r.prediction.fields for r in results]
+        return [r.prediction.as_json() for r in results]
 
     async def _run(
         self,

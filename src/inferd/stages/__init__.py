@@ -20,6 +20,9 @@ from inferd.spec import TensorSpec
 Item = dict[str, Any]
 """One request item: wire input name → value (np.ndarray without batch dim, or bytes)."""
 
+NOTES = "__notes__"
+"""Item key where stages leave notes for the client (e.g. truncation); not a tensor."""
+
 
 @dataclass
 class Prediction:
@@ -31,6 +34,10 @@ class Prediction:
     """The same answer as named tensors (per item, no batch dim) for V2 responses."""
     parameters: dict[str, Any] = field(default_factory=dict)
     """Notes about how the item was handled (e.g. truncation), returned to the client."""
+
+    def as_json(self) -> dict[str, Any]:
+        """The V1 / `inferd predict --json` object: the fields, plus notes when there are any."""
+        return {**self.fields, "parameters": self.parameters} if self.parameters else self.fields
 
 
 Preprocess = Callable[[Item], Item]
