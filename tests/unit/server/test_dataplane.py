@@ -492,3 +492,32 @@ async def test_queue_states_are_scraped_from_the_batchers(plane: DataPlane) -> N
     text = plane.metrics.render().decode()
     assert 'inferd_queue_depth{model="iris",version="10"} 0.0' in text
     assert 'inferd_batches_running{model="affine",version="1"} 0.0' in text
+
+
+async def test_item_notes_become_response_parameters(tmp_path: Path) -> None:
+    folder = tmp_path / "summer"
+    onnx_models.masked_token_sum(folder / "1" / "model.onnx")
+    onnx_models.word_tokenizer(folder / "tokenizer.json", ["a", "b", "c"])
+    _write_yaml(
+        folder,
+        {
+            "name": "summer",
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1]}],
+            "preprocess": [{"type": "text", "max_length": 2}],
+        },
+    )
+    plane = _dataplane(tmp_path)
+    await _start(plane)
+    try:
+        texts = np.array([[b"a"], [b"a b c"], [b"c"], [b"b b b"]], dtype=np.object_)
+        tensor = InferTensor("text", "BYTES", [4, 1], texts)
+        response = await plane.infer("summer", None, InferRequest(inputs=[tensor]), "r1")
+        assert response.parameters == {
+            "truncated_to_tokens": 2,
+            "truncated_to_tokens_items": "1,3",
+        }
+        assert response.outputs[0].data.reshape(-1).tolist() == [2.0, 5.0, 4.0, 6.0]
+        [one] = await plane.predict("summer", None, ["a b c"], "r2")
+        assert one == {"total": [5.0], "parameters": {"truncated_to_tokens": 2}}
+    finally:
+        await plane.repository.stop()
