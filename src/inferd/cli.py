@@ -85,12 +85,20 @@ def serve(
     )
 
 
+def _is_file(text: str) -> bool:
+    """Whether a CLI argument names a file (a long JSON value is not a path, not an error)."""
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False
+
+
 _FEATURE = re.compile(r"^[A-Za-z_][\w.\-]*=")
 
 
 def _instances(inputs: list[str]) -> list[tuple[str, Any]]:
     """CLI inputs → (source, V1 instance): files, key=value features, or JSON values."""
-    pairs = [text for text in inputs if _FEATURE.match(text) and not Path(text).exists()]
+    pairs = [text for text in inputs if _FEATURE.match(text) and not _is_file(text)]
     if pairs:
         if len(pairs) != len(inputs):
             raise _fail("give either key=value features or files/values, not both")
@@ -104,9 +112,9 @@ def _instances(inputs: list[str]) -> list[tuple[str, Any]]:
         return [("features", instance)]
     out: list[tuple[str, Any]] = []
     for text in inputs:
-        path = Path(text)
-        if path.is_file():
-            out.append((text, {"b64": base64.b64encode(path.read_bytes()).decode("ascii")}))
+        if _is_file(text):
+            data = Path(text).read_bytes()
+            out.append((text, {"b64": base64.b64encode(data).decode("ascii")}))
             continue
         try:
             out.append((text, json.loads(text)))

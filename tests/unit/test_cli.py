@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from inferd import cli
-from inferd.cli import app, parse_size
+from inferd.cli import _instances, app, parse_size
 from tests.support import onnx_models
 
 runner = CliRunner()
@@ -271,3 +271,9 @@ def test_parse_size(text: str, size: int) -> None:
 def test_parse_size_refuses_nonsense(text: str) -> None:
     with pytest.raises(typer.BadParameter, match="is not a size"):
         parse_size(text)
+
+
+def test_a_long_json_value_is_not_mistaken_for_a_path() -> None:
+    long_list = json.dumps([float(i) for i in range(200)])
+    assert len(long_list) > 255
+    assert _instances([long_list]) == [(long_list, [float(i) for i in range(200)])]
