@@ -257,6 +257,9 @@ def evaluate(
         f"{report.count} examples ({report.failed} failed){threshold} {verdict}",
         highlight=False,
     )
+    if report.per_class is not None:
+        scores = ", ".join(f"{label} {ap:.3f}" for label, ap in report.per_class.items())
+        console.print(f"  average precision per class: {scores}", highlight=False)
     if report.passed is False:
         raise typer.Exit(1)
 

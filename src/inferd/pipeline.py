@@ -26,7 +26,9 @@ from inferd.backends import Backend
 from inferd.codecs import InferTensor
 from inferd.errors import InferdError, ModelError, SpecError
 from inferd.spec import (
+    AudioStage,
     ClassifyStage,
+    DetectStage,
     ForecastStage,
     ImageStage,
     ModelSpec,
@@ -36,12 +38,15 @@ from inferd.spec import (
     TextStage,
 )
 from inferd.stages import (
+    CONTEXT,
     NOTES,
     Item,
     Postprocess,
     Prediction,
     Preprocess,
+    audio,
     classify,
+    detect,
     forecast,
     image,
     regress,
@@ -69,6 +74,15 @@ def _strip_batch(tensors: list[TensorSpec]) -> list[TensorSpec]:
     return [t.model_copy(update={"shape": t.shape[1:]}) for t in tensors]
 
 
+def _stack_padded(arrays: list[np.ndarray], pad: Any) -> np.ndarray:
+    """Stack per-item arrays whose first axis differs, padding each to the longest."""
+    longest = max(a.shape[0] for a in arrays)
+    batch = np.full((len(arrays), longest, *arrays[0].shape[1:]), pad, dtype=arrays[0].dtype)
+    for row, array in enumerate(arrays):
+        batch[row, : array.shape[0]] = array
+    return batch
+
+
 class Pipeline:
     """Decode, preprocess, run, postprocess for one model version; thread-safe."""
 
@@ -82,7 +96,7 @@ class Pipeline:
         self.spec = spec
         self.backend = backend
         self._model_dir = model_dir
-        self._pad_values: dict[str, int] = {}
+        self._pad_values: dict[str, float] = {}
         """Model inputs whose last axis varies per item, padded with this value per batch."""
         self.batched = spec.batched
         model_inputs = _strip_batch(backend.inputs) if self.batched else backend.inputs
@@ -132,7 +146,7 @@ class Pipeline:
         return source
 
     def _build_preprocess(
-        self, stage: ImageStage | TabularStage | SeriesStage | TextStage
+        self, stage: ImageStage | TabularStage | SeriesStage | TextStage | AudioStage
     ) -> Preprocess:
         if isinstance(stage, TextStage):
             source = self._wire_input(stage.input, "text")
@@ -144,6 +158,11 @@ class Pipeline:
         if isinstance(stage, ImageStage):
             source = self._wire_input(stage.input, "image")
             return image.build(stage, source, self._model_input(stage.output, "image"))
+        if isinstance(stage, AudioStage):
+            source = self._wire_input(stage.input, "audio")
+            target = self._model_input(stage.output, "audio")
+            self._pad_values.update(audio.pad_values(stage, target))
+            return audio.build(stage, source, target)
         if isinstance(stage, SeriesStage):
             source = self._wire_input(stage.input, "series")
             return series.build(stage, source, self._model_input(stage.output, "series"))
@@ -166,18 +185,52 @@ class Pipeline:
         if not self.spec.postprocess:
             return None
         stage = self.spec.postprocess[0]
-        output_names = [t.name for t in self.backend.outputs]
-        name = stage.output or output_names[0]
-        if name not in output_names:
-            raise SpecError(
-                f"model {self.spec.name!r}: the {stage.type} stage reads output {name!r} but "
-                f"the model's outputs are {', '.join(output_names)}"
-            )
+        if isinstance(stage, DetectStage):
+            self._model_output(stage.boxes, stage.type)
+            self._model_output(stage.scores, stage.type)
+            return self._build_detect(stage, labels)
+        name = self._model_output(stage.output, stage.type)
         if isinstance(stage, ClassifyStage):
             return classify.build(stage, name, labels)
         if isinstance(stage, ForecastStage):
             return forecast.build(stage, name)
         return regress.build(stage, name)
+
+    def _model_output(self, declared: str | None, stage: str) -> str:
+        output_names = [t.name for t in self.backend.outputs]
+        name = declared or output_names[0]
+        if self.spec.backend == "onnx" and name not in output_names:
+            raise SpecError(
+                f"model {self.spec.name!r}: the {stage} stage reads output {name!r} but "
+                f"the model's outputs are {', '.join(output_names)}"
+            )
+        return name
+
+    def _build_detect(self, stage: DetectStage, labels: list[str] | None) -> Postprocess:
+        """Detections are mapped back through the geometry of the image stage that fed them."""
+        images = {
+            s.input or self._only(list(self._input_by_name), "image", "input"): s
+            for s in self.spec.preprocess
+            if isinstance(s, ImageStage)
+        }
+        source = stage.image_input or (next(iter(images)) if len(images) == 1 else None)
+        if stage.image_input is None and len(images) > 1:
+            raise SpecError(
+                f"model {self.spec.name!r}: the detect stage could follow any of the image "
+                f"inputs {', '.join(images)}; name one with `image_input:`"
+            )
+        if source is not None and source not in images:
+            raise SpecError(
+                f"model {self.spec.name!r}: the detect stage's image_input {source!r} is not "
+                "the input of an image stage"
+            )
+        if source is None and stage.normalized:
+            raise SpecError(
+                f"model {self.spec.name!r}: normalized boxes need an image stage to give "
+                "the model input's size"
+            )
+        size = images[source].size if source is not None else (1, 1)
+        return detect.build(stage, labels, source, size)
 
     # --- stage 1: decode (see stages/decode.py) ------------------------------------------
 
@@ -196,14 +249,16 @@ class Pipeline:
         results: list[ItemResult | BaseException | None] = [None] * len(items)
         prepared: list[tuple[int, Item, float]] = []
         notes: dict[int, dict[str, Any]] = {}
+        contexts: dict[int, dict[str, Any]] = {}
         for index, item in enumerate(items):
             started = time.perf_counter()
             try:
                 for stage in self._preprocess:
                     item = stage(item)
-                if NOTES in item:
+                if NOTES in item or CONTEXT in item:
                     item = dict(item)
-                    notes[index] = item.pop(NOTES)
+                    notes[index] = item.pop(NOTES, {})
+                    contexts[index] = item.pop(CONTEXT, {})
                 self._check_model_inputs(item)
             except Exception as error:
                 results[index] = self._own_error(error, "preprocessing")
@@ -211,10 +266,10 @@ class Pipeline:
             prepared.append((index, item, time.perf_counter() - started))
 
         for group in self._groups(prepared):
-            self._run_group(group, results)
+            self._run_group(group, results, contexts)
         for index, note in notes.items():
             result = results[index]
-            if isinstance(result, ItemResult):
+            if isinstance(result, ItemResult) and note:
                 result.prediction.parameters.update(note)
         return [r if r is not None else ModelError("item was not processed") for r in results]
 
@@ -249,6 +304,7 @@ class Pipeline:
         self,
         group: list[tuple[int, Item, float]],
         results: list[ItemResult | BaseException | None],
+        contexts: dict[int, dict[str, Any]],
     ) -> None:
         names = [n for n in group[0][1] if isinstance(group[0][1][n], np.ndarray)]
         started = time.perf_counter()
@@ -276,7 +332,7 @@ class Pipeline:
             item_outputs = {n: v[position] for n, v in outputs.items()} if self.batched else outputs
             post_started = time.perf_counter()
             try:
-                prediction = self._predict(item_outputs)
+                prediction = self._predict(item_outputs, contexts.get(index, {}))
             except Exception as error:
                 results[index] = self._own_error(error, "postprocessing")
                 continue
@@ -299,9 +355,9 @@ class Pipeline:
             batch[row, ..., : array.shape[-1]] = array
         return batch
 
-    def _predict(self, outputs: dict[str, np.ndarray]) -> Prediction:
+    def _predict(self, outputs: dict[str, np.ndarray], context: dict[str, Any]) -> Prediction:
         if self._postprocess is not None:
-            return self._postprocess.run(outputs)
+            return self._postprocess.run(outputs, context)
         return Prediction(fields={n: v.tolist() for n, v in outputs.items()}, tensors=outputs)
 
     def _own_error(self, error: Exception, stage: str) -> InferdError:
@@ -317,8 +373,14 @@ class Pipeline:
         if not self.batched:
             return dict(predictions[0].tensors)
         names = list(predictions[0].tensors)
+        ragged = self._postprocess.ragged if self._postprocess is not None else {}
         try:
-            return {n: np.stack([p.tensors[n] for p in predictions]) for n in names}
+            return {
+                n: _stack_padded([p.tensors[n] for p in predictions], ragged[n])
+                if n in ragged
+                else np.stack([p.tensors[n] for p in predictions])
+                for n in names
+            }
         except ValueError as error:
             raise ModelError(
                 f"model {self.spec.name!r}: outputs of different shapes cannot be returned as "

@@ -186,6 +186,65 @@ class SeriesStage(_Strict):
         return value
 
 
+class AudioStage(_Strict):
+    """Decode a sound file into a fixed-rate mono clip and its log-mel spectrogram."""
+
+    type: Literal["audio"]
+    input: str | None = None
+    """The wire input holding the encoded file: WAV, FLAC, OGG, ... (default: the only input)."""
+    output: str | None = None
+    """The model tensor it feeds (default: the model's only input)."""
+    sample_rate: int = Field(default=16_000, ge=1000)
+    """Clips are mixed to mono and resampled (soxr) to this rate."""
+    duration_s: float | None = Field(default=None, gt=0)
+    """Crop or zero-pad every clip to this length; None keeps each clip's own length."""
+    align: Literal["start", "center"] = "start"
+    """Where the clip sits in the fixed window when it is cropped or padded."""
+    trim_db: float | None = Field(default=None, gt=0)
+    """Trim leading/trailing sound quieter than the peak minus this many dB; None: no trim."""
+    max_duration_s: float = Field(default=60.0, gt=0)
+    """Longer clips are refused (from the file header, before decoding)."""
+    silence_db: float | None = Field(default=None, lt=0)
+    """Refuse clips whose peak is below this level in dBFS (e.g. -60); None accepts silence."""
+    features: Literal["log_mel", "waveform"] = "log_mel"
+    n_fft: int = Field(default=400, ge=8)
+    hop_length: int = Field(default=160, ge=1)
+    win_length: int | None = Field(default=None, ge=2)
+    """Hann window length (default n_fft); frames are centred with reflect padding."""
+    n_mels: int = Field(default=40, ge=1)
+    f_min: float = Field(default=0.0, ge=0)
+    f_max: float | None = Field(default=None, gt=0)
+    """Top of the mel filterbank (default: half the sample rate)."""
+    mel_scale: Literal["slaney", "htk"] = "slaney"
+    top_db: float | None = Field(default=80.0, gt=0)
+    """Floor the dB spectrogram this far below its own peak; None: no floor."""
+    mean: float = 0.0
+    std: float = 1.0
+    layout: Literal["MT", "1MT", "TM", "T", "1T"] = "MT"
+    """log_mel: [mels, frames], [1, mels, frames] or [frames, mels]; waveform: [T] or [1, T]."""
+
+    @model_validator(mode="after")
+    def _check(self) -> AudioStage:
+        if self.std == 0:
+            raise ValueError("std must not be 0")
+        waveform_layouts = ("T", "1T")
+        if (self.features == "waveform") != (self.layout in waveform_layouts):
+            raise ValueError(
+                'layout "T" or "1T" goes with features "waveform"; "MT", "1MT" or "TM" with '
+                '"log_mel"'
+            )
+        if (self.win_length or self.n_fft) > self.n_fft:
+            raise ValueError("win_length must not exceed n_fft")
+        nyquist = self.sample_rate / 2
+        if self.f_max is not None and self.f_max > nyquist:
+            raise ValueError(f"f_max {self.f_max} is above half the sample rate ({nyquist})")
+        if self.f_min >= (self.f_max or nyquist):
+            raise ValueError("f_min must be below f_max")
+        if self.duration_s is not None and self.duration_s > self.max_duration_s:
+            raise ValueError("duration_s must not exceed max_duration_s")
+        return self
+
+
 TokenTensor = Literal["input_ids", "attention_mask", "token_type_ids"]
 _DEFAULT_TOKEN_TENSORS: dict[TokenTensor, str] = {
     "input_ids": "input_ids",
@@ -218,7 +277,7 @@ class TextStage(_Strict):
 
 
 PreprocessStage = Annotated[
-    ImageStage | TabularStage | SeriesStage | TextStage, Field(discriminator="type")
+    ImageStage | TabularStage | SeriesStage | TextStage | AudioStage, Field(discriminator="type")
 ]
 
 
@@ -264,8 +323,28 @@ class ForecastStage(_Strict):
     max_value: float | None = None
 
 
+class DetectStage(_Strict):
+    """Candidate boxes and class scores → thresholded, NMS-filtered detections in the
+    original image's pixel coordinates."""
+
+    type: Literal["detect"]
+    boxes: str = "boxes"
+    """Model output with [candidates, 4] boxes per image, in the model input's pixels."""
+    scores: str = "scores"
+    """Model output with [candidates, classes] scores per image (probabilities)."""
+    box_format: Literal["xyxy", "xywh", "cxcywh"] = "xyxy"
+    normalized: bool = False
+    """Boxes are fractions (0..1) of the model input's width and height, not pixels."""
+    image_input: str | None = None
+    """The wire image whose resize/letterbox is undone (default: the only image input)."""
+    score_threshold: float = Field(default=0.25, ge=0, le=1)
+    iou_threshold: float = Field(default=0.5, gt=0, le=1)
+    """Non-maximum suppression: of two boxes of one class overlapping more, the lower goes."""
+    max_detections: int = Field(default=100, ge=1)
+
+
 PostprocessStage = Annotated[
-    ClassifyStage | RegressStage | ForecastStage, Field(discriminator="type")
+    ClassifyStage | RegressStage | ForecastStage | DetectStage, Field(discriminator="type")
 ]
 
 
@@ -293,11 +372,13 @@ class RuntimeSpec(_Strict):
 class EvalSpec(_Strict):
     data: ModelFile
     """A JSON-lines file, relative to the model folder: {"instance": ..., "target": ...}."""
-    metric: Literal["accuracy", "r2", "mae", "rmse", "mase"]
+    metric: Literal["accuracy", "r2", "mae", "rmse", "mase", "map"]
     threshold: float | None = None
     """The value the metric must reach (at least; at most for mae/rmse/mase)."""
     season: int = Field(default=1, ge=1)
     """For mase: the season length m of the naive forecast that scales the error."""
+    iou: float = Field(default=0.5, gt=0, le=1)
+    """For map: the overlap a detection needs with a true box to count as a hit."""
 
 
 class PythonSpec(_Strict):
@@ -310,6 +391,7 @@ _POSTPROCESS_FOR_TASK = {
     "classification": "classify",
     "regression": "regress",
     "forecasting": "forecast",
+    "detection": "detect",
 }
 
 
@@ -372,7 +454,17 @@ class ModelSpec(_Strict):
         return "model.onnx"
 
 
-_STAGE_TAGS = {"image", "tabular", "series", "text", "classify", "regress", "forecast"}
+_STAGE_TAGS = {
+    "image",
+    "tabular",
+    "series",
+    "text",
+    "audio",
+    "classify",
+    "regress",
+    "forecast",
+    "detect",
+}
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -239,3 +239,32 @@ def word_tokenizer(path: Path, words: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(path))
     return path
+
+
+def brightness_detector(path: Path, boxes: np.ndarray, class_weights: np.ndarray) -> Path:
+    """x[N, 1, H, W] FP32 → boxes[N, K, 4] (fixed, in model pixels) and
+    scores[N, K, C] = mean(x) * class_weights: a bright image finds its boxes, a black one none."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1, 2, 3], keepdims=1),
+            helper.make_node("Reshape", ["mean", "three_dims"], ["brightness"]),
+            helper.make_node("Mul", ["brightness", "W"], ["scores"]),
+            helper.make_node("Mul", ["brightness", "zeros"], ["no_shift"]),
+            helper.make_node("Add", ["no_shift", "B"], ["boxes"]),
+        ],
+        "brightness_detector",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, "height", "width"])],
+        [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", len(boxes), 4]),
+            helper.make_tensor_value_info(
+                "scores", TensorProto.FLOAT, ["batch", len(boxes), class_weights.shape[1]]
+            ),
+        ],
+        initializer=[
+            numpy_helper.from_array(np.array([-1, 1, 1], dtype=np.int64), "three_dims"),
+            numpy_helper.from_array(class_weights.astype(np.float32), "W"),
+            numpy_helper.from_array(np.zeros_like(boxes, dtype=np.float32), "zeros"),
+            numpy_helper.from_array(boxes.astype(np.float32), "B"),
+        ],
+    )
+    return _save(graph, path)

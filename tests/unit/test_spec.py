@@ -428,3 +428,48 @@ def test_files_named_in_the_spec_stay_inside_the_model_folder(
 def test_files_in_subfolders_are_fine() -> None:
     spec = parse_spec({"name": "m", "labels": "meta/labels.txt", "artifact": "onnx/model.onnx"})
     assert spec.labels == "meta/labels.txt" and spec.artifact_name() == "onnx/model.onnx"
+
+
+# --- audio and detection --------------------------------------------------------------------
+
+
+def _audio_spec(**stage: Any) -> dict[str, Any]:
+    return {
+        "name": "m",
+        "inputs": [{"name": "audio", "datatype": "BYTES", "shape": [1]}],
+        "preprocess": [{"type": "audio", **stage}],
+    }
+
+
+def test_audio_stage_errors_name_the_stage_path() -> None:
+    message = _error(_audio_spec(n_fft=256, win_length=400))
+    assert "preprocess.0: Value error" not in message
+    assert "preprocess.0: win_length must not exceed n_fft" in message
+
+
+def test_audio_layout_must_suit_the_features() -> None:
+    assert 'layout "T" or "1T" goes with features "waveform"' in _error(
+        _audio_spec(features="waveform", layout="MT")
+    )
+
+
+def test_audio_limits_are_checked_at_load() -> None:
+    assert "f_max 9000.0 is above half the sample rate (8000.0)" in _error(
+        _audio_spec(f_max=9000)
+    )
+    assert "duration_s must not exceed max_duration_s" in _error(
+        _audio_spec(duration_s=10, max_duration_s=5)
+    )
+    assert "preprocess.0.silence_db" in _error(_audio_spec(silence_db=3))
+
+
+def test_detection_needs_a_detect_stage_with_sane_thresholds() -> None:
+    spec = {"name": "m", "task": "detection", "postprocess": [{"type": "detect"}]}
+    assert parse_spec(spec).postprocess[0].type == "detect"
+    bad = {**spec, "postprocess": [{"type": "detect", "iou_threshold": 0}]}
+    assert "postprocess.0.iou_threshold" in _error(bad)
+
+
+def test_map_metric_takes_an_iou() -> None:
+    spec = parse_spec({"name": "m", "eval": {"data": "e.jsonl", "metric": "map", "iou": 0.75}})
+    assert spec.eval is not None and spec.eval.iou == 0.75

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InferdError, SpecError
+from inferd.optimize.average_precision import mean_average_precision
 from inferd.repository import ModelEntry
 from inferd.spec import EvalSpec
 
@@ -31,6 +32,8 @@ class EvalReport:
     threshold: float | None
     baseline: float | None = None
     """The same metric for a reference forecaster (mase: the seasonal-naive forecast)."""
+    per_class: dict[str, float] | None = None
+    """map: each class's average precision."""
 
     @property
     def passed(self) -> bool | None:
@@ -66,6 +69,8 @@ def _prediction_value(fields: dict[str, Any], metric: str) -> Any:
         return fields.get("label")
     if metric == "mase":
         return fields.get("forecast")
+    if metric == "map":
+        return fields.get("detections")
     if "value" in fields:
         return fields["value"]
     numbers = [v for v in fields.values() if isinstance(v, int | float)]
@@ -127,17 +132,29 @@ def evaluate(entry: ModelEntry, eval_spec: EvalSpec | None = None) -> EvalReport
         raise SpecError(f"model {entry.name!r} did not load: {'; '.join(entry.errors)}")
     examples = load_examples(entry.path / spec.data)
     outcomes = model.pipeline.predict_instances([instance for instance, _ in examples])
-    predicted, targets, instances, failed = [], [], [], 0
+    predicted: list[Any] = []
+    targets: list[Any] = []
+    instances: list[Any] = []
+    failed = 0
     for outcome, (instance, target) in zip(outcomes, examples, strict=True):
         if isinstance(outcome, InferdError):
             failed += 1
+            if spec.metric == "map":  # an image that failed found nothing
+                predicted.append([])
+                targets.append(target)
             continue
         predicted.append(_prediction_value(outcome.fields, spec.metric))
         targets.append(target)
         instances.append(instance)
     baseline = None
+    per_class = None
     if not predicted:
         value = float("nan")
+    elif spec.metric == "map":
+        try:
+            value, per_class = mean_average_precision(predicted, targets, spec.iou)
+        except ValueError as error:
+            raise SpecError(f"eval data {spec.data}: {error}") from None
     elif spec.metric == "mase":
         histories = [history_of(instance) for instance in instances]
         value = mase(predicted, targets, histories, spec.season)
@@ -158,4 +175,5 @@ def evaluate(entry: ModelEntry, eval_spec: EvalSpec | None = None) -> EvalReport
         failed=failed,
         threshold=spec.threshold,
         baseline=baseline,
+        per_class=per_class,
     )

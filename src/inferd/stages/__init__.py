@@ -23,6 +23,30 @@ Item = dict[str, Any]
 NOTES = "__notes__"
 """Item key where stages leave notes for the client (e.g. truncation); not a tensor."""
 
+CONTEXT = "__context__"
+"""Item key where preprocessing leaves what postprocessing must know about the item, keyed by
+wire input name (e.g. an `ImageGeometry`: how an image was resized); not a tensor."""
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """How an image was placed on the model's input: model pixel = original * scale + offset."""
+
+    width: int
+    height: int
+    """The original image's size in pixels."""
+    scale_x: float
+    scale_y: float
+    offset_x: float
+    offset_y: float
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """[n, 4] x1, y1, x2, y2 boxes in model pixels → the original image's, clipped to it."""
+        x = (boxes[:, [0, 2]] - self.offset_x) / self.scale_x
+        y = (boxes[:, [1, 3]] - self.offset_y) / self.scale_y
+        mapped = np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1)
+        return np.clip(mapped, 0.0, [self.width, self.height, self.width, self.height])
+
 
 @dataclass
 class Prediction:
@@ -46,11 +70,14 @@ Preprocess = Callable[[Item], Item]
 
 @dataclass
 class Postprocess:
-    """Turns one item's raw model outputs into a Prediction."""
+    """Turns one item's raw model outputs (and its preprocessing context) into a Prediction."""
 
-    run: Callable[[dict[str, np.ndarray]], Prediction]
+    run: Callable[[dict[str, np.ndarray], dict[str, Any]], Prediction]
     outputs: list[TensorSpec]
     """The V2 output tensors this stage produces (per item), for model metadata."""
+    ragged: dict[str, Any] = field(default_factory=dict)
+    """Outputs whose first axis varies per item (e.g. detections), and the value that pads
+    them to a common length when a V2 response stacks several items."""
 
 
 def only_value(item: Item, name: str, what: str) -> Any:
@@ -61,3 +88,26 @@ def only_value(item: Item, name: str, what: str) -> Any:
         raise BadRequestError(
             f"{what} needs input {name!r}; the request gave {sorted(item) or 'no inputs'}"
         ) from None
+
+
+def encoded_bytes(value: Any, name: str, kind: str) -> bytes:
+    """The raw file bytes of a BYTES input, whether sent as bytes or a 1-element tensor.
+
+    `kind` names what the bytes should be, for the error message: "an image file (PNG, ...)".
+    """
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise BadRequestError(
+                f"input {name!r} must hold exactly one encoded file per item; got {value.size}"
+            )
+        value = value.reshape(-1)[0]
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise BadRequestError(
+            f"input {name!r} must be {kind} sent as BYTES "
+            'or, in a V1 instance, as {"b64": "<base64>"}'
+        )
+    if len(value) == 0:
+        raise BadRequestError(f"input {name!r} is empty; send the bytes of {kind}")
+    return bytes(value)

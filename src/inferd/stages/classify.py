@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from inferd.errors import ModelError
@@ -22,7 +24,7 @@ def _looks_like_probabilities(scores: np.ndarray) -> bool:
 def build(stage: ClassifyStage, output_name: str, labels: list[str] | None) -> Postprocess:
     """A postprocess function reading class scores from model output `output_name`."""
 
-    def run(outputs: dict[str, np.ndarray]) -> Prediction:
+    def run(outputs: dict[str, np.ndarray], _context: dict[str, Any]) -> Prediction:
         scores = np.asarray(outputs[output_name], dtype=np.float64).reshape(-1)
         if labels is not None and scores.size != len(labels):
             raise ModelError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from inferd.spec import ForecastStage, TensorSpec
@@ -11,7 +13,7 @@ from inferd.stages import Postprocess, Prediction
 def build(stage: ForecastStage, output_name: str) -> Postprocess:
     """A postprocess function undoing the series scaling on model output `output_name`."""
 
-    def run(outputs: dict[str, np.ndarray]) -> Prediction:
+    def run(outputs: dict[str, np.ndarray], _context: dict[str, Any]) -> Prediction:
         raw = np.asarray(outputs[output_name], dtype=np.float64).reshape(-1)
         values = raw * stage.std + stage.mean
         if stage.min_value is not None or stage.max_value is not None:

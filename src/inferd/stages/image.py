@@ -8,7 +8,6 @@ letterbox), normalizes and lays out the channels.
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 from inferd.spec import ImageStage
-from inferd.stages import Item, Preprocess, only_value
+from inferd.stages import CONTEXT, ImageGeometry, Item, Preprocess, encoded_bytes, only_value
 
 # Each image stage enforces its own `max_pixels` (checked from the header, before decoding),
 # so Pillow's process-wide guard would only hide that limit's clearer message.
@@ -29,26 +28,6 @@ _RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
     "box": Image.Resampling.BOX,
 }
-
-
-def encoded_bytes(value: Any, name: str) -> bytes:
-    """The raw file bytes of a BYTES input, whether sent as bytes or a 1-element tensor."""
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            raise BadRequestError(
-                f"input {name!r} must hold exactly one encoded file per item; got {value.size}"
-            )
-        value = value.reshape(-1)[0]
-    if isinstance(value, str):
-        value = value.encode("utf-8")
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise BadRequestError(
-            f"input {name!r} must be an encoded file (PNG, JPEG, ...) sent as BYTES "
-            'or, in a V1 instance, as {"b64": "<base64>"}'
-        )
-    if len(value) == 0:
-        raise BadRequestError(f"input {name!r} is empty; send the bytes of an image file")
-    return bytes(value)
 
 
 def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -92,19 +71,32 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image if image.mode == mode else image.convert(mode)
 
 
-def _resize(image: Image.Image, stage: ImageStage) -> Image.Image:
+def _resize(image: Image.Image, stage: ImageStage) -> tuple[Image.Image, ImageGeometry]:
+    """The resized (or letterboxed) image, and where the original landed on it."""
     width, height = stage.size
     resample = _RESAMPLE[stage.resample]
     if not stage.keep_aspect:
-        return image.resize((width, height), resample)
+        geometry = ImageGeometry(
+            image.width, image.height, width / image.width, height / image.height, 0.0, 0.0
+        )
+        return image.resize((width, height), resample), geometry
     scale = min(width / image.width, height / image.height)
     inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     fill: int | tuple[int, ...] = (
         stage.pad_value if image.mode == "L" else (stage.pad_value,) * len(image.getbands())
     )
     canvas = Image.new(image.mode, (width, height), fill)
-    canvas.paste(image.resize(inner, resample), ((width - inner[0]) // 2, (height - inner[1]) // 2))
-    return canvas
+    offset = ((width - inner[0]) // 2, (height - inner[1]) // 2)
+    canvas.paste(image.resize(inner, resample), offset)
+    geometry = ImageGeometry(
+        image.width,
+        image.height,
+        inner[0] / image.width,
+        inner[1] / image.height,
+        float(offset[0]),
+        float(offset[1]),
+    )
+    return canvas, geometry
 
 
 def _border_is_light(image: Image.Image) -> bool:
@@ -123,13 +115,18 @@ def build(stage: ImageStage, input_name: str, output_name: str) -> Preprocess:
     dtype = numpy_dtype(stage.datatype)
 
     def preprocess(item: Item) -> Item:
-        data = encoded_bytes(only_value(item, input_name, "the image stage"), input_name)
+        data = encoded_bytes(
+            only_value(item, input_name, "the image stage"),
+            input_name,
+            "an image file (PNG, JPEG, ...)",
+        )
         image = to_mode(decode_image(data, input_name, stage.max_pixels), mode)
         # Invert before resizing, so letterbox padding keeps its value and "auto" judges
         # the picture itself.
         if stage.invert is True or (stage.invert == "auto" and _border_is_light(image)):
             image = ImageOps.invert(image)
-        pixels = np.asarray(_resize(image, stage))
+        resized, geometry = _resize(image, stage)
+        pixels = np.asarray(resized)
         if stage.color == "BGR":
             pixels = pixels[..., ::-1]
         if stage.datatype == "UINT8":
@@ -144,6 +141,7 @@ def build(stage: ImageStage, input_name: str, output_name: str) -> Preprocess:
             tensor = tensor[..., np.newaxis]
         out = {k: v for k, v in item.items() if k != input_name}
         out[output_name] = np.ascontiguousarray(tensor)
+        out[CONTEXT] = {**out.get(CONTEXT, {}), input_name: geometry}
         return out
 
     return preprocess

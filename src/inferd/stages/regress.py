@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from inferd.errors import ModelError
@@ -15,7 +17,7 @@ def build(stage: RegressStage, output_name: str) -> Postprocess:
     std = np.asarray(stage.std if stage.std is not None else [1.0], dtype=np.float64)
     names = stage.names
 
-    def run(outputs: dict[str, np.ndarray]) -> Prediction:
+    def run(outputs: dict[str, np.ndarray], _context: dict[str, Any]) -> Prediction:
         raw = np.asarray(outputs[output_name], dtype=np.float64).reshape(-1)
         if mean.size not in (1, raw.size) or std.size not in (1, raw.size):
             raise ModelError(

@@ -14,7 +14,7 @@ from inferd.stages import classify
 
 def _run(scores: Any, labels: list[str] | None = None, **options: Any) -> Any:
     stage = ClassifyStage(type="classify", **options)
-    return classify.build(stage, "logits", labels).run({"logits": np.asarray(scores)})
+    return classify.build(stage, "logits", labels).run({"logits": np.asarray(scores)}, {})
 
 
 def _softmax(scores: list[float]) -> np.ndarray:

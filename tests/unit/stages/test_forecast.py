@@ -14,7 +14,7 @@ def _stage(**options: object) -> ForecastStage:
 
 def test_inverse_scaling_gives_the_horizon_in_real_units() -> None:
     post = forecast.build(_stage(mean=100.0, std=50.0), "forecast")
-    prediction = post.run({"forecast": np.array([0.0, 1.0, -1.0], dtype=np.float32)})
+    prediction = post.run({"forecast": np.array([0.0, 1.0, -1.0], dtype=np.float32)}, {})
     assert prediction.fields == {"forecast": [100.0, 150.0, 50.0]}
     np.testing.assert_allclose(prediction.tensors["forecast"], [100.0, 150.0, 50.0])
     assert [t.name for t in post.outputs] == ["forecast"]
@@ -22,4 +22,4 @@ def test_inverse_scaling_gives_the_horizon_in_real_units() -> None:
 
 def test_clipping_bounds_the_values() -> None:
     post = forecast.build(_stage(mean=0.0, std=10.0, min_value=0.0, max_value=15.0), "y")
-    assert post.run({"y": np.array([-1.0, 1.0, 2.0])}).fields == {"forecast": [0.0, 10.0, 15.0]}
+    assert post.run({"y": np.array([-1.0, 1.0, 2.0])}, {}).fields == {"forecast": [0.0, 10.0, 15.0]}

@@ -13,7 +13,7 @@ from PIL import Image
 
 from inferd.errors import BadRequestError
 from inferd.spec import ImageStage
-from inferd.stages import image
+from inferd.stages import CONTEXT, ImageGeometry, image
 
 RAW = {"scale": 1.0, "mean": [0.0], "std": [1.0]}
 """Stage options that leave pixel values as they are (as float)."""
@@ -28,7 +28,7 @@ def _encode(pixels: np.ndarray, fmt: str, **options: Any) -> bytes:
 def _run(data: Any, **options: Any) -> np.ndarray:
     stage = ImageStage(type="image", **options)
     out = image.build(stage, "img", "x")({"img": data})
-    assert set(out) == {"x"}
+    assert set(out) == {"x", CONTEXT}
     tensor = out["x"]
     assert isinstance(tensor, np.ndarray)
     return tensor
@@ -363,8 +363,46 @@ def test_other_item_values_pass_through() -> None:
     stage = ImageStage(type="image", size=(2, 2))
     extra = np.array([1.0])
     out = image.build(stage, "img", "x")({"img": _one_colour(1, 2, 3), "other": extra})
-    assert set(out) == {"x", "other"}
+    assert set(out) == {"x", "other", CONTEXT}
     assert out["other"] is extra
+
+
+# --- geometry: where the original image landed on the model's input --------------------------
+
+
+def _geometry(width: int, height: int, **options: Any) -> ImageGeometry:
+    stage = ImageStage(type="image", **options)
+    out = image.build(stage, "img", "x")(
+        {"img": _encode(np.zeros((height, width), np.uint8), "PNG")}
+    )
+    geometry = out[CONTEXT]["img"]
+    assert isinstance(geometry, ImageGeometry)
+    return geometry
+
+
+def test_stretch_geometry_scales_each_axis() -> None:
+    geometry = _geometry(40, 10, size=(20, 20))
+    assert geometry == ImageGeometry(40, 10, 0.5, 2.0, 0.0, 0.0)
+
+
+def test_letterbox_geometry_records_scale_and_padding() -> None:
+    geometry = _geometry(200, 100, size=(100, 100), keep_aspect=True)
+    assert geometry == ImageGeometry(200, 100, 0.5, 0.5, 0.0, 25.0)
+
+
+def test_letterbox_geometry_maps_the_pasted_picture_back_to_the_whole_image() -> None:
+    """The letterboxed picture's corners in model pixels are the original's corners."""
+    geometry = _geometry(37, 91, size=(64, 64), keep_aspect=True)
+    inner_w = round(37 * 64 / 91)
+    left = (64 - inner_w) // 2
+    corners = np.array([[left, 0.0, left + inner_w, 64.0]])
+    np.testing.assert_allclose(geometry.to_original(corners), [[0.0, 0.0, 37.0, 91.0]])
+
+
+def test_geometry_clips_boxes_to_the_original_image() -> None:
+    geometry = _geometry(200, 100, size=(100, 100), keep_aspect=True)
+    boxes = np.array([[-5.0, 10.0, 120.0, 90.0]])
+    np.testing.assert_allclose(geometry.to_original(boxes), [[0.0, 0.0, 200.0, 100.0]])
 
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -377,7 +415,7 @@ def test_non_image_bytes() -> None:
 
 
 def test_empty_bytes() -> None:
-    assert _error(b"") == "input 'img' is empty; send the bytes of an image file"
+    assert _error(b"") == "input 'img' is empty; send the bytes of an image file (PNG, JPEG, ...)"
 
 
 def test_truncated_png() -> None:
@@ -411,7 +449,7 @@ def test_missing_input() -> None:
 
 def test_number_instead_of_bytes() -> None:
     message = _error(np.array([1.5]))
-    assert "must be an encoded file (PNG, JPEG, ...) sent as BYTES" in message
+    assert "must be an image file (PNG, JPEG, ...) sent as BYTES" in message
     assert '{"b64": "<base64>"}' in message
 
 
