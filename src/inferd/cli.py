@@ -127,6 +127,14 @@ def _describe(fields: dict[str, Any]) -> str:
     if "label" in fields and "top_k" in fields:
         top = ", ".join(f"{t['label']} {t['score']:.3f}" for t in fields["top_k"])
         return f"{fields['label']}  (score {fields['score']:.3f}; top: {top})"
+    if "detections" in fields:
+        found = fields["detections"]
+        lines = [f"{len(found)} found" if found else "nothing found"]
+        lines += [
+            f"  {d['label']} {d['score']:.3f} at [{', '.join(f'{v:.1f}' for v in d['box'])}]"
+            for d in found
+        ]
+        return "\n".join(lines)
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()
     )

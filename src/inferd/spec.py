@@ -201,7 +201,7 @@ class AudioStage(_Strict):
     align: Literal["start", "center"] = "start"
     """Where the clip sits in the fixed window when it is cropped or padded."""
     trim_db: float | None = Field(default=None, gt=0)
-    """Trim leading/trailing sound quieter than the peak minus this many dB; None: no trim."""
+    """Trim leading/trailing samples quieter than the peak minus this many dB; None: no trim."""
     max_duration_s: float = Field(default=60.0, gt=0)
     """Longer clips are refused (from the file header, before decoding)."""
     silence_db: float | None = Field(default=None, lt=0)
@@ -210,7 +210,7 @@ class AudioStage(_Strict):
     n_fft: int = Field(default=400, ge=8)
     hop_length: int = Field(default=160, ge=1)
     win_length: int | None = Field(default=None, ge=2)
-    """Hann window length (default n_fft); frames are centred with reflect padding."""
+    """Hann window length (default n_fft); frames are centred, the clip zero-padded at its ends."""
     n_mels: int = Field(default=40, ge=1)
     f_min: float = Field(default=0.0, ge=0)
     f_max: float | None = Field(default=None, gt=0)
@@ -242,6 +242,8 @@ class AudioStage(_Strict):
             raise ValueError("f_min must be below f_max")
         if self.duration_s is not None and self.duration_s > self.max_duration_s:
             raise ValueError("duration_s must not exceed max_duration_s")
+        if self.duration_s is not None and self.duration_s * self.sample_rate < self.n_fft:
+            raise ValueError("duration_s is shorter than one n_fft window at this sample rate")
         return self
 
 

@@ -461,6 +461,7 @@ def test_audio_limits_are_checked_at_load() -> None:
         _audio_spec(duration_s=10, max_duration_s=5)
     )
     assert "preprocess.0.silence_db" in _error(_audio_spec(silence_db=3))
+    assert "shorter than one n_fft window" in _error(_audio_spec(duration_s=0.01, n_fft=400))
 
 
 def test_detection_needs_a_detect_stage_with_sane_thresholds() -> None:

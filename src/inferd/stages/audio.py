@@ -120,7 +120,8 @@ def mel_filterbank(
     sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float, scale: str
 ) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] triangular filters, each normalized to unit area (Slaney)."""
-    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)  # k * rate / n_fft, also for odd n_fft
+    # Bin k is at k * rate / n_fft, which for odd n_fft stops short of rate / 2.
+    fft_hz = np.asarray(np.fft.rfftfreq(n_fft, 1.0 / sample_rate), dtype=np.float64)
     edges_mel = np.linspace(
         hz_to_mel(np.array([f_min]), scale)[0], hz_to_mel(np.array([f_max]), scale)[0], n_mels + 2
     )
