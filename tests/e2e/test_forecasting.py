@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ import tritonclient.http as triton
 
 from tests.e2e.conftest import BUNDLED, ROOT, Server
 from tests.e2e.test_cli import inferd
-from tests.support.burst import burst
+from tests.support.burst import alone_and_in_a_burst
 
 RECENT = json.loads((ROOT / "examples" / "sunspots" / "samples" / "recent.json").read_text())
 HISTORY: list[float] = RECENT["instances"][0]
@@ -61,19 +60,9 @@ def test_batched_forecasts_equal_single_ones(server: Server) -> None:
         json.loads(line)["instance"]
         for line in (BUNDLED / "sunspots" / "eval" / "test.jsonl").read_text().splitlines()[:24]
     ]
-    with server.client() as http:
-        singles = [
-            http.post("/v1/models/sunspots:predict", json={"instances": [e]}).json()
-            for e in examples
-        ]
-    host, port = server.host_port.split(":")
-    bodies = [json.dumps({"instances": [e]}).encode() for e in examples]
-    replies = asyncio.run(burst(host, int(port), "/v1/models/sunspots:predict", bodies))
-    for (status, reply), single in zip(replies, singles, strict=True):
-        assert status == 200
-        np.testing.assert_allclose(
-            reply["predictions"][0]["forecast"], single["predictions"][0]["forecast"], rtol=1e-5
-        )
+    path = "/v1/models/sunspots:predict"
+    for alone, batched in alone_and_in_a_burst(server.host_port, path, examples):
+        np.testing.assert_allclose(batched["forecast"], alone["forecast"], rtol=1e-5)
 
 
 def test_forecaster_beats_the_seasonal_naive_baseline() -> None:

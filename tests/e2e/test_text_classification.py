@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
@@ -11,7 +10,7 @@ import tritonclient.http as triton
 
 from tests.e2e.conftest import BUNDLED, Server
 from tests.e2e.test_cli import inferd
-from tests.support.burst import burst
+from tests.support.burst import alone_and_in_a_burst
 
 EXAMPLES = [
     json.loads(line)
@@ -68,19 +67,10 @@ def test_v2_bytes_with_tritonclient(server: Server, binary: bool) -> None:
 
 def test_batched_answers_equal_single_answers(server: Server) -> None:
     texts = [e["instance"] for e in EXAMPLES[:32]]
-    with server.client() as http:
-        singles = [
-            http.post("/v1/models/support-intent:predict", json={"instances": [t]}).json()
-            for t in texts
-        ]
-    host, port = server.host_port.split(":")
-    bodies = [json.dumps({"instances": [t]}).encode() for t in texts]
-    replies = asyncio.run(burst(host, int(port), "/v1/models/support-intent:predict", bodies))
-    for (status, reply), single in zip(replies, singles, strict=True):
-        assert status == 200
-        got, want = reply["predictions"][0], single["predictions"][0]
-        assert got["label"] == want["label"]
-        assert got["score"] == pytest.approx(want["score"], abs=1e-5)
+    path = "/v1/models/support-intent:predict"
+    for alone, batched in alone_and_in_a_burst(server.host_port, path, texts):
+        assert batched["label"] == alone["label"]
+        assert batched["score"] == pytest.approx(alone["score"], abs=1e-5)
 
 
 def test_held_out_accuracy_reaches_90_percent() -> None:

@@ -40,3 +40,25 @@ async def burst(host: str, port: int, path: str, bodies: list[bytes]) -> list[tu
     finally:
         for _, writer in connections:
             writer.close()
+
+
+def alone_and_in_a_burst(host_port: str, path: str, instances: list[Any]) -> list[tuple[Any, Any]]:
+    """Each V1 instance's prediction when sent alone (one request after another, nothing to
+    batch with) and when sent in a burst the server batches: (alone, batched) per instance.
+
+    Every burst reply must be a 200; a batched answer that differs from its lone answer is
+    what the caller checks.
+    """
+    import httpx  # the test clients' library; this module otherwise needs only asyncio
+
+    with httpx.Client(base_url=f"http://{host_port}", timeout=60) as http:
+        alone = []
+        for instance in instances:
+            reply = http.post(path, json={"instances": [instance]})
+            assert reply.status_code == 200, reply.text
+            alone.append(reply.json()["predictions"][0])
+    host, port = host_port.split(":")
+    bodies = [json.dumps({"instances": [instance]}).encode() for instance in instances]
+    replies = asyncio.run(burst(host, int(port), path, bodies))
+    assert all(status == 200 for status, _ in replies), replies
+    return [(one, reply["predictions"][0]) for one, (_, reply) in zip(alone, replies, strict=True)]
