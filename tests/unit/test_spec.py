@@ -454,9 +454,7 @@ def test_audio_layout_must_suit_the_features() -> None:
 
 
 def test_audio_limits_are_checked_at_load() -> None:
-    assert "f_max 9000.0 is above half the sample rate (8000.0)" in _error(
-        _audio_spec(f_max=9000)
-    )
+    assert "f_max 9000.0 is above half the sample rate (8000.0)" in _error(_audio_spec(f_max=9000))
     assert "duration_s must not exceed max_duration_s" in _error(
         _audio_spec(duration_s=10, max_duration_s=5)
     )
