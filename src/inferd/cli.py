@@ -143,7 +143,9 @@ def _describe(fields: dict[str, Any]) -> str:
 @app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="Model name (a folder of the repository).")],
-    inputs: Annotated[list[str], typer.Argument(help="Files, key=value features, JSON values or text.")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Files, key=value features, JSON values or text.")
+    ],
     repo: RepoOption = DEFAULT_REPO,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print prediction objects as JSON.")

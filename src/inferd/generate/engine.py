@@ -1,0 +1,287 @@
+"""The generation engine: one thread runs steps; requests stream their tokens as they come.
+
+Each step asks the scheduler which sequences read their prompt and which add a token, runs
+them all in one forward pass, samples each sequence's next token, and hands every request
+its new text. Requests join and leave between steps. The HTTP side only sees `stream()`, an
+async iterator of `Delta`s; when a client goes away, leaving the iterator aborts the sequence
+and frees its cache slot at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inferd.errors import SpecError
+from inferd.generate.model import CausalLM, KVCache, StepBatch
+from inferd.generate.sampling import SamplingParams, next_token
+from inferd.generate.scheduler import Limits, Scheduler, Sequence, State
+from inferd.generate.text import TextStream
+
+logger = logging.getLogger("inferd.generate")
+
+
+@dataclass
+class Delta:
+    """New output of one request: text and tokens, and at the end why it stopped."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class _Request:
+    sequence: Sequence
+    stream: TextStream
+    deliver: Callable[[Delta], None]
+    generator: torch.Generator | None
+    submitted: float = field(default_factory=time.perf_counter)
+    last_token_at: float | None = None
+    aborted: bool = False
+
+
+@dataclass
+class EngineStats:
+    running: int
+    waiting: int
+    cache_tokens_used: int
+    cache_tokens_reserved: int
+    cache_tokens_capacity: int
+
+
+StepObserver = Callable[[list[tuple[bool, float]]], None]
+"""Called after each step with (is the request's first token, seconds it took: since the
+request arrived for a first token, since the previous token otherwise) per token produced:
+the hook for time-to-first-token and inter-token-latency metrics."""
+
+
+class Engine:
+    """Continuous-batching text generation over one causal LM; thread-safe."""
+
+    def __init__(self, folder: Path, limits: Limits, threads: int = 0) -> None:
+        from tokenizers import Tokenizer
+
+        tokenizer_path = folder / "tokenizer.json"
+        if not tokenizer_path.exists():
+            raise SpecError(f"{folder} has no tokenizer.json")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = CausalLM(folder)
+        shape = self.model.shape
+        self.limits = Limits(
+            max_sequences=limits.max_sequences,
+            max_tokens_in_flight=limits.max_tokens_in_flight,
+            max_waiting=limits.max_waiting,
+            max_context=min(limits.max_context, shape.max_positions),
+            max_prefill_tokens=limits.max_prefill_tokens,
+        )
+        self.cache = KVCache(shape, limits.max_sequences, self.model.dtype)
+        self.scheduler = Scheduler(self.limits)
+        self.eos_ids = set(shape.eos_token_ids)
+        self._requests: dict[int, _Request] = {}
+        self._lock = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="inferd-generate", daemon=True)
+        self.observer: StepObserver | None = None
+
+    # --- the client side ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def submit(
+        self, prompt: list[int], params: SamplingParams, deliver: Callable[[Delta], None]
+    ) -> int:
+        """Queue a request (raises at once if it can never run or must wait too long)."""
+        params.check(self.limits.max_context)
+        sequence = Sequence(prompt=prompt, params=params)
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator().manual_seed(params.seed)
+        request = _Request(sequence, TextStream(self.tokenizer, params.stop), deliver, generator)
+        with self._lock:
+            self.scheduler.add(sequence)
+            self._requests[sequence.id] = request
+            self._lock.notify()
+        return sequence.id
+
+    def abort(self, sequence_id: int) -> None:
+        with self._lock:
+            request = self._requests.get(sequence_id)
+            if request is not None:
+                request.aborted = True
+                self._lock.notify()
+
+    async def stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[Delta]:
+        """The request's output as it is produced; the last Delta has a finish_reason."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Delta] = asyncio.Queue()
+
+        def deliver(delta: Delta) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, delta)
+
+        sequence_id = self.submit(prompt, params, deliver)
+        finished = False
+        try:
+            while not finished:
+                delta = await queue.get()
+                finished = delta.finish_reason is not None
+                yield delta
+        finally:
+            if not finished:
+                self.abort(sequence_id)
+
+    def stats(self) -> EngineStats:
+        with self._lock:
+            return EngineStats(
+                running=len(self.scheduler.running),
+                waiting=len(self.scheduler.waiting),
+                cache_tokens_used=self.scheduler.cache_tokens_used,
+                cache_tokens_reserved=self.scheduler.reserved,
+                cache_tokens_capacity=self.limits.max_sequences * self.model.shape.max_positions,
+            )
+
+    # --- the engine thread --------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                for request in [r for r in self._requests.values() if r.aborted]:
+                    self._end(request, "abort")
+                plan = self.scheduler.schedule()
+                while not plan and not self._closed:
+                    self._lock.wait()
+                    for request in [r for r in self._requests.values() if r.aborted]:
+                        self._end(request, "abort")
+                    plan = self.scheduler.schedule()
+                if self._closed:
+                    for request in list(self._requests.values()):
+                        self._end(request, "abort")
+                    return
+            try:
+                self._step(plan.prefill, plan.decode)
+            except Exception as error:  # a model failure ends its step's requests, not the engine
+                logger.exception("generation step failed")
+                with self._lock:
+                    for sequence in plan.prefill + plan.decode:
+                        failed = self._requests.get(sequence.id)
+                        if failed is not None:
+                            self._end(failed, f"error: {error}")
+
+    def _batch(self, prefill: list[Sequence], decode: list[Sequence]) -> StepBatch:
+        ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        ranges: list[tuple[int, int, int]] = []
+        logit_rows: list[int] = []
+        for sequence in prefill:
+            assert sequence.slot is not None
+            ranges.append((len(ids), len(sequence.prompt), sequence.slot))
+            ids += sequence.prompt
+            positions += range(len(sequence.prompt))
+            slots += [sequence.slot] * len(sequence.prompt)
+            logit_rows.append(len(ids) - 1)
+        decode_rows = []
+        for sequence in decode:
+            assert sequence.slot is not None
+            decode_rows.append(len(ids))
+            logit_rows.append(len(ids))
+            ids.append(sequence.generated[-1])
+            positions.append(sequence.length - 1)
+            slots.append(sequence.slot)
+        long = torch.long
+        return StepBatch(
+            input_ids=torch.tensor(ids, dtype=long),
+            positions=torch.tensor(positions, dtype=long),
+            slots=torch.tensor(slots, dtype=long),
+            decode_rows=torch.tensor(decode_rows, dtype=long),
+            decode_lengths=torch.tensor([s.length for s in decode], dtype=long),
+            prefills=ranges,
+            logit_rows=torch.tensor(logit_rows, dtype=long),
+        )
+
+    def _step(self, prefill: list[Sequence], decode: list[Sequence]) -> None:
+        logits = self.model.forward(self._batch(prefill, decode), self.cache)
+        now = time.perf_counter()
+        timings: list[tuple[bool, float]] = []
+        finished: list[tuple[_Request, str]] = []
+        for row, sequence in enumerate(prefill + decode):
+            request = self._requests[sequence.id]
+            params = sequence.params
+            seen = torch.tensor(sequence.prompt + sequence.generated, dtype=torch.long)
+            token = next_token(logits[row], params, seen, request.generator)
+            sequence.generated.append(token)
+            ends_text = (token in self.eos_ids and not params.ignore_eos) or (
+                token in params.stop_token_ids
+            )
+            text = "" if ends_text else request.stream.push(token)
+            reason = None
+            if ends_text or request.stream.stopped:
+                reason = "stop"
+            elif len(sequence.generated) >= params.max_tokens:
+                reason = "length"
+            first = request.last_token_at is None
+            timings.append((first, now - (request.last_token_at or request.submitted)))
+            request.last_token_at = now
+            if reason is None:
+                request.deliver(Delta(text, [token]))
+            else:
+                finished.append((request, reason))
+                request.deliver(Delta(text + request.stream.finish(), [token]))
+        if finished:
+            with self._lock:
+                for request, reason in finished:
+                    self._end(request, reason)
+        if self.observer is not None:
+            self.observer(timings)
+
+    def _end(self, request: _Request, reason: str) -> None:
+        """Finish a request (under the lock): free its slot and send the closing Delta."""
+        sequence = request.sequence
+        if sequence.state is State.FINISHED:
+            return
+        self.scheduler.finish(sequence, reason)
+        del self._requests[sequence.id]
+        request.deliver(
+            Delta(
+                "",
+                [],
+                finish_reason=reason,
+                prompt_tokens=len(sequence.prompt),
+                completion_tokens=len(sequence.generated),
+            )
+        )
+
+
+def describe(engine: Engine) -> dict[str, Any]:
+    shape = engine.model.shape
+    return {
+        "architecture": shape.architecture,
+        "vocab_size": shape.vocab_size,
+        "max_context": engine.limits.max_context,
+        "max_sequences": engine.limits.max_sequences,
+    }
