@@ -160,7 +160,7 @@ def predict(
     if entry.latest is None:
         raise _fail(f"model {model!r} did not load: {'; '.join(entry.errors)}")
     sources = _instances(inputs)
-    outcomes = entry.latest.pipeline.predict_instances([instance for _, instance in sources])
+    outcomes = entry.latest.predictive.predict_instances([instance for _, instance in sources])
     failed = False
     for (source, _), outcome in zip(sources, outcomes, strict=True):
         if isinstance(outcome, InferdError):
@@ -200,8 +200,8 @@ def models(repo: RepoArg = DEFAULT_REPO, trust_code: TrustOption = False) -> Non
             ", ".join(str(v) for v in sorted(entry.versions)) or "-",
             spec.task if spec else "-",
             spec.backend if spec else "-",
-            _shapes(latest.pipeline.inputs, latest.pipeline.batched) if latest else "-",
-            _shapes(latest.pipeline.outputs, latest.pipeline.batched) if latest else "-",
+            _shapes(latest.inputs, latest.batched) if latest else "-",
+            _shapes(latest.outputs, latest.batched) if latest else "-",
             "[green]ok[/green]"
             if not entry.errors
             else "[red]" + "; ".join(entry.errors) + "[/red]",
@@ -236,7 +236,7 @@ def validate(repo: RepoArg = DEFAULT_REPO, trust_code: TrustOption = False) -> N
             versions = ", ".join(str(v) for v in sorted(entry.versions))
             console.print(f"[green]✓ {entry.name}[/green] (versions {versions})")
         for model in entry.versions.values():
-            model.pipeline.backend.close()
+            model.close()
     if not folders:
         raise _fail(f"{repo} holds no model folders (each needs model.yaml or 1/model.onnx)")
     if problems:

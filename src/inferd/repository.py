@@ -17,13 +17,30 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferd.backends import Backend, load_backend
 from inferd.batching import Batcher
-from inferd.errors import InferdError, ModelNotReadyError, NotFoundError, SpecError
+from inferd.errors import (
+    BadRequestError,
+    InferdError,
+    ModelNotReadyError,
+    NotFoundError,
+    SpecError,
+)
 from inferd.pipeline import ItemResult, Pipeline
-from inferd.spec import BatchingSpec, ModelSpec, load_labels, load_spec
+from inferd.spec import (
+    BatchingSpec,
+    GenerationSpec,
+    ModelSpec,
+    TensorSpec,
+    load_labels,
+    load_spec,
+)
 from inferd.stages import Item
+
+if TYPE_CHECKING:  # torch is an optional extra, imported only to serve a generation model
+    from inferd.generate.engine import Engine
 
 logger = logging.getLogger("inferd.repository")
 
@@ -31,19 +48,57 @@ BatchObserver = Callable[[str, str, int], None]
 """Called with (model, version, batch size) for every batch a model runs."""
 
 
+_TEXT_INPUT = TensorSpec(name="text_input", datatype="BYTES", shape=[1])
+_TEXT_OUTPUT = TensorSpec(name="text_output", datatype="BYTES", shape=[1])
+"""A generation model's tensors, named as in the generate extension of the V2 protocol."""
+
+
 @dataclass
 class ModelVersion:
-    """One loaded version: its pipeline and, while served, its batcher."""
+    """One loaded version: a predictive model's pipeline (and, while served, its batcher),
+    or a generation model's engine."""
 
     name: str
     version: int
     spec: ModelSpec
-    pipeline: Pipeline
+    pipeline: Pipeline | None = None
     batcher: Batcher[Item, ItemResult] | None = None
+    engine: Engine | None = None
+    serving: bool = False
 
     @property
     def ready(self) -> bool:
-        return self.batcher is not None
+        return self.serving
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """The wire inputs (per item when batched); a generation model takes text."""
+        return self.pipeline.inputs if self.pipeline is not None else [_TEXT_INPUT]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.pipeline.outputs if self.pipeline is not None else [_TEXT_OUTPUT]
+
+    @property
+    def batched(self) -> bool:
+        return self.pipeline.batched if self.pipeline is not None else True
+
+    def close(self) -> None:
+        """Free the runtime (the model must not be serving)."""
+        if self.pipeline is not None:
+            self.pipeline.backend.close()
+        if self.engine is not None:
+            self.engine.close()
+
+    @property
+    def predictive(self) -> Pipeline:
+        """The pipeline, or a clear 400 for a generation model asked for a prediction."""
+        if self.pipeline is None:
+            raise BadRequestError(
+                f"model {self.name!r} generates text: use POST /v1/completions, "
+                f"/v1/chat/completions or /v2/models/{self.name}/generate"
+            )
+        return self.pipeline
 
 
 @dataclass
@@ -131,6 +186,12 @@ def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
                 backend = load_backend(provisional, version_dir, trust_code)
                 version_spec = _graph_spec(model_dir.name, backend)
                 entry.spec = version_spec
+            elif version_spec.task == "generation":
+                engine = load_engine(version_spec, version_dir)
+                entry.versions[number] = ModelVersion(
+                    model_dir.name, number, version_spec, engine=engine
+                )
+                continue
             else:
                 backend = load_backend(version_spec, version_dir, trust_code)
             pipeline = Pipeline(version_spec, backend, labels, model_dir)
@@ -143,6 +204,24 @@ def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
             continue
         entry.versions[number] = ModelVersion(model_dir.name, number, version_spec, pipeline)
     return entry
+
+
+def load_engine(spec: ModelSpec, version_dir: Path) -> Engine:
+    """A generation engine over the Hugging Face folder of one version (not yet started)."""
+    from inferd.generate.engine import Engine
+    from inferd.generate.model import read_shape
+    from inferd.generate.scheduler import Limits
+
+    options = spec.generation or GenerationSpec()
+    context = min(options.max_context or 1 << 30, read_shape(version_dir).max_positions)
+    limits = Limits(
+        max_sequences=options.max_sequences,
+        max_tokens_in_flight=options.max_tokens_in_flight or options.max_sequences * context,
+        max_waiting=options.max_waiting,
+        max_context=context,
+        max_prefill_tokens=options.max_prefill_tokens,
+    )
+    return Engine(version_dir, limits, threads=spec.runtime.threads)
 
 
 class ModelRepository:
@@ -204,7 +283,7 @@ class ModelRepository:
                     f"model {name!r} has no version {version} loaded; loaded versions: {served}"
                 )
             chosen = found
-        if chosen.batcher is None:
+        if not chosen.serving:
             raise ModelNotReadyError(f"model {name!r} version {chosen.version} is not serving yet")
         return chosen
 
@@ -213,7 +292,7 @@ class ModelRepository:
         observer = self._on_batch
         label = str(model.version)
         return Batcher(
-            model.pipeline.run_batch,
+            model.predictive.run_batch,
             max_batch_size=spec.max_batch_size,
             max_delay_ms=spec.batching.max_delay_ms,
             max_queue=spec.batching.max_queue,
@@ -229,9 +308,13 @@ class ModelRepository:
 
     async def _start_entry(self, entry: ModelEntry) -> None:
         for model in entry.versions.values():
-            batcher = self._make_batcher(model)
-            await batcher.start()
-            model.batcher = batcher
+            if model.engine is not None:
+                model.engine.start()
+            else:
+                batcher = self._make_batcher(model)
+                await batcher.start()
+                model.batcher = batcher
+            model.serving = True
 
     async def stop(self) -> None:
         """Stop every batcher, answering what is queued first."""
@@ -239,10 +322,11 @@ class ModelRepository:
 
     async def _stop_entry(self, entry: ModelEntry) -> None:
         for model in entry.versions.values():
+            model.serving = False
             batcher, model.batcher = model.batcher, None
             if batcher is not None:
                 await batcher.stop(drain=True)
-            model.pipeline.backend.close()
+            await asyncio.to_thread(model.close)
 
     async def reload(self, name: str) -> ModelEntry:
         """Load a model afresh and swap it in; requests already queued on the old one finish."""

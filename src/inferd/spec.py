@@ -383,6 +383,24 @@ class EvalSpec(_Strict):
     """For map: the overlap a detection needs with a true box to count as a hit."""
 
 
+class GenerationSpec(_Strict):
+    """How a generation model (task: generation) is served by the continuous-batching engine."""
+
+    max_context: int | None = Field(default=None, ge=2)
+    """Prompt plus output tokens of one request (default and ceiling: the checkpoint's)."""
+    max_sequences: int = Field(default=16, ge=1)
+    """Requests generating at once; each holds one KV-cache slot of max_context tokens."""
+    max_tokens_in_flight: int | None = Field(default=None, ge=2)
+    """Cache tokens reserved by running requests (prompt + max_tokens each) at most;
+    default max_sequences * max_context. A request needing more is refused at once."""
+    max_waiting: int = Field(default=256, ge=1)
+    """Requests that may wait for a slot; more get 429."""
+    max_prefill_tokens: int = Field(default=2048, ge=1)
+    """Prompt tokens read in one engine step, so long prompts do not stall running streams."""
+    default_max_tokens: int = Field(default=16, ge=1)
+    """max_tokens of a request that gives none."""
+
+
 class PythonSpec(_Strict):
     module: ModelFile = "model.py"
     """File in the version folder; loaded only when serving with --trust-code."""
@@ -402,7 +420,7 @@ class ModelSpec(_Strict):
 
     name: str
     task: Task = "tensor"
-    backend: Literal["onnx", "python"] = "onnx"
+    backend: Literal["onnx", "python", "torch"] = "onnx"
     artifact: ModelFile | None = None
     """File inside each version folder (default: model.onnx for onnx)."""
     description: str = ""
@@ -416,6 +434,7 @@ class ModelSpec(_Strict):
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     eval: EvalSpec | None = None
     python: PythonSpec | None = None
+    generation: GenerationSpec | None = None
     versions: Literal["latest", "all"] | list[int] = "latest"
 
     @field_validator("labels")
@@ -437,6 +456,10 @@ class ModelSpec(_Strict):
             raise ValueError("a model with preprocess stages must declare its wire `inputs`")
         if self.backend == "python" and (not self.inputs or not self.outputs):
             raise ValueError("a python-backend model must declare its `inputs` and `outputs`")
+        if (self.task == "generation") != (self.backend == "torch"):
+            raise ValueError(
+                'task "generation" runs on backend "torch" (the generation engine), and only it'
+            )
         return self
 
     @property
@@ -453,6 +476,8 @@ class ModelSpec(_Strict):
             return self.artifact
         if self.backend == "python":
             return (self.python or PythonSpec()).module
+        if self.backend == "torch":
+            return "config.json"
         return "model.onnx"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd.errors import ModelNotReadyError, NotFoundError, SpecError
+from inferd.errors import BadRequestError, ModelNotReadyError, NotFoundError, SpecError
 from inferd.pipeline import ItemResult
 from inferd.repository import ModelRepository, discover, load_model
 from tests.support import onnx_models
@@ -284,3 +284,52 @@ async def test_reload_unknown_model(tmp_path: Path) -> None:
     repo.load()
     with pytest.raises(NotFoundError, match="unknown model 'ghost'; this server has: none"):
         await repo.reload("ghost")
+
+
+# --- generation models -----------------------------------------------------------------------
+
+GENERATION_SPEC = """
+name: tiny
+task: generation
+backend: torch
+generation: {max_context: 48, max_sequences: 2}
+"""
+
+
+def _generation_model(root: Path) -> Path:
+    from tests.support.tiny_lm import gpt2_folder
+
+    folder = root / "tiny"
+    gpt2_folder(folder / "1", positions=64)
+    (folder / "model.yaml").write_text(GENERATION_SPEC)
+    return folder
+
+
+def test_a_generation_model_loads_an_engine_not_a_pipeline(tmp_path: Path) -> None:
+    entry = load_model(_generation_model(tmp_path))
+    assert entry.errors == []
+    model = entry.versions[1]
+    assert model.pipeline is None and model.engine is not None
+    assert model.engine.limits.max_context == 48  # model.yaml's, below the checkpoint's 64
+    assert [(t.name, t.datatype) for t in model.inputs] == [("text_input", "BYTES")]
+    with pytest.raises(BadRequestError, match="generates text: use POST /v1/completions"):
+        model.predictive  # noqa: B018 - the property is what is tested
+    model.close()
+
+
+async def test_a_generation_model_serves_once_started(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    _generation_model(tmp_path)
+    repository.load()
+    await repository.start()
+    try:
+        model = repository.get("tiny")
+        assert model.engine is not None
+        prompt = model.engine.encode("def f():")
+        from inferd.generate.sampling import SamplingParams
+
+        deltas = [d async for d in model.engine.stream(prompt, SamplingParams(max_tokens=3))]
+        assert deltas[-1].finish_reason == "length" and deltas[-1].completion_tokens == 3
+    finally:
+        await repository.stop()
+    assert not repository.entry("tiny").versions[1].ready

@@ -472,3 +472,15 @@ def test_detection_needs_a_detect_stage_with_sane_thresholds() -> None:
 def test_map_metric_takes_an_iou() -> None:
     spec = parse_spec({"name": "m", "eval": {"data": "e.jsonl", "metric": "map", "iou": 0.75}})
     assert spec.eval is not None and spec.eval.iou == 0.75
+
+
+def test_generation_runs_on_the_torch_engine_only() -> None:
+    spec = parse_spec({"name": "m", "task": "generation", "backend": "torch"})
+    assert spec.artifact_name() == "config.json"
+    assert 'task "generation" runs on backend "torch"' in _error(
+        {"name": "m", "task": "generation"}
+    )
+    assert 'task "generation" runs on backend "torch"' in _error({"name": "m", "backend": "torch"})
+    assert "generation.max_sequences" in _error(
+        {"name": "m", "task": "generation", "backend": "torch", "generation": {"max_sequences": 0}}
+    )

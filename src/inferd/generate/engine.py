@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from inferd.errors import SpecError
+from inferd.errors import ModelNotReadyError, SpecError
 from inferd.generate.model import CausalLM, KVCache, StepBatch
 from inferd.generate.sampling import SamplingParams, next_token
 from inferd.generate.scheduler import Limits, Scheduler, Sequence, State
@@ -124,6 +124,8 @@ class Engine:
             generator = torch.Generator().manual_seed(params.seed)
         request = _Request(sequence, TextStream(self.tokenizer, params.stop), deliver, generator)
         with self._lock:
+            if self._closed:  # no thread would ever run it: the stream would wait forever
+                raise ModelNotReadyError("the model is shutting down; retry later")
             self.scheduler.add(sequence)
             self._requests[sequence.id] = request
             self._lock.notify()

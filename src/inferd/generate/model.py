@@ -92,6 +92,17 @@ def _eos_ids(config: dict[str, Any]) -> tuple[int, ...]:
     return tuple(eos) if isinstance(eos, list) else (int(eos),)
 
 
+def _rope_theta(config: dict[str, Any]) -> float:
+    """The RoPE base: transformers 4 writes rope_theta and rope_scaling at the top level,
+    transformers 5 nests both in rope_parameters. Scaled RoPE (llama3, yarn, ...) is refused."""
+    nested = config.get("rope_parameters") or {}
+    for rope in (nested, config.get("rope_scaling") or {}):
+        kind = rope.get("rope_type", rope.get("type", "default"))
+        if kind != "default":
+            raise SpecError(f"rope type {kind!r} is not supported; inferd runs plain RoPE")
+    return float(config.get("rope_theta") or nested.get("rope_theta") or 10_000.0)
+
+
 def read_shape(folder: Path) -> ModelShape:
     config = _config(folder)
     kind = config.get("model_type")
@@ -113,6 +124,7 @@ def read_shape(folder: Path) -> ModelShape:
         kv_heads = int(config.get("num_key_value_heads") or heads)
         if heads % kv_heads:
             raise SpecError(f"{heads} attention heads do not split into {kv_heads} kv groups")
+        _rope_theta(config)  # refuse a RoPE this forward pass would silently get wrong
         return ModelShape(
             "llama",
             int(config["vocab_size"]),
@@ -253,7 +265,7 @@ class CausalLM:
     # --- llama --------------------------------------------------------------------------
 
     def _rope_tables(self) -> tuple[Tensor, Tensor]:
-        theta = float(self.config.get("rope_theta", 10_000.0))
+        theta = _rope_theta(self.config)
         dim = self.shape.head_dim
         inverse = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
         angles = torch.outer(torch.arange(self.shape.max_positions, dtype=torch.float64), inverse)

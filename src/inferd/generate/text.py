@@ -45,12 +45,12 @@ class TextStream:
         return self._release()
 
     def _release(self) -> str:
-        for stop in self._stop:
-            found = self.text.find(stop, max(0, self._sent - len(stop) + 1))
-            if found >= 0:
-                self.text = self.text[:found]
-                self.stopped = True
-                return self._flush()
+        starts = (self.text.find(stop, max(0, self._sent - len(stop) + 1)) for stop in self._stop)
+        found = [start for start in starts if start >= 0]
+        if found:  # cut at the earliest stop string, whichever of them it is
+            self.text = self.text[: min(found)]
+            self.stopped = True
+            return self._flush()
         held = max((_overlap(self.text, stop) for stop in self._stop), default=0)
         ready = len(self.text) - held
         if ready <= self._sent:

@@ -131,7 +131,7 @@ def evaluate(entry: ModelEntry, eval_spec: EvalSpec | None = None) -> EvalReport
     if model is None:
         raise SpecError(f"model {entry.name!r} did not load: {'; '.join(entry.errors)}")
     examples = load_examples(entry.path / spec.data)
-    outcomes = model.pipeline.predict_instances([instance for instance, _ in examples])
+    outcomes = model.predictive.predict_instances([instance for instance, _ in examples])
     predicted: list[Any] = []
     targets: list[Any] = []
     instances: list[Any] = []

@@ -109,13 +109,12 @@ class DataPlane:
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = self.repository.get(name, version)
-        pipeline = model.pipeline
         return {
             "name": model.name,
             "versions": [str(v) for v in sorted(self.repository.entry(name).versions)],
             "platform": _PLATFORM.get(model.spec.backend, model.spec.backend),
-            "inputs": _tensor_metadata(pipeline.inputs, pipeline.batched),
-            "outputs": _tensor_metadata(pipeline.outputs, pipeline.batched),
+            "inputs": _tensor_metadata(model.inputs, model.batched),
+            "outputs": _tensor_metadata(model.outputs, model.batched),
             "parameters": {
                 "task": model.spec.task,
                 "max_batch_size": model.spec.max_batch_size,
@@ -153,9 +152,9 @@ class DataPlane:
     ) -> InferResponse:
         """An Open Inference Protocol (V2) request: tensors in, tensors out."""
         model = self.repository.get(name, version)
-        items = model.pipeline.items_from_tensors(request.inputs)
+        items = model.predictive.items_from_tensors(request.inputs)
         results = await self._run(model, items, request_id, deadline, label_items=False)
-        tensors = model.pipeline.tensors_from_predictions([r.prediction for r in results])
+        tensors = model.predictive.tensors_from_predictions([r.prediction for r in results])
         outputs = [
             InferTensor(
                 name=n,
@@ -186,7 +185,7 @@ class DataPlane:
         items: list[Item] = []
         for position, instance in enumerate(instances):
             try:
-                items.append(model.pipeline.item_from_instance(instance))
+                items.append(model.predictive.item_from_instance(instance))
             except InferdError as error:
                 if len(instances) > 1:
                     raise error.about(f"instance {position}") from None
