@@ -22,22 +22,12 @@ import torch
 
 from inferd.errors import ModelNotReadyError, SpecError
 from inferd.generate.model import CausalLM, KVCache, StepBatch
-from inferd.generate.sampling import SamplingParams, next_token
+from inferd.generate.request import Delta, SamplingParams
+from inferd.generate.sampling import next_token
 from inferd.generate.scheduler import Limits, Scheduler, Sequence, State
 from inferd.generate.text import TextStream
 
 logger = logging.getLogger("inferd.generate")
-
-
-@dataclass
-class Delta:
-    """New output of one request: text and tokens, and at the end why it stopped."""
-
-    text: str
-    token_ids: list[int]
-    finish_reason: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 @dataclass
@@ -138,15 +128,19 @@ class Engine:
                 request.aborted = True
                 self._lock.notify()
 
-    async def stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[Delta]:
-        """The request's output as it is produced; the last Delta has a finish_reason."""
+    def stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[Delta]:
+        """Queue the request now (so a refusal is raised here, before any reply is sent) and
+        return its output as it is produced; the last Delta has a finish_reason. Leaving the
+        iteration early aborts the request."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Delta] = asyncio.Queue()
 
         def deliver(delta: Delta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        sequence_id = self.submit(prompt, params, deliver)
+        return self._follow(self.submit(prompt, params, deliver), queue)
+
+    async def _follow(self, sequence_id: int, queue: asyncio.Queue[Delta]) -> AsyncIterator[Delta]:
         finished = False
         try:
             while not finished:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from inferd.errors import BadRequestError, OverloadedError
-from inferd.generate.sampling import SamplingParams
+from inferd.generate.request import SamplingParams
 
 
 class State(Enum):

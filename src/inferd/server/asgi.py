@@ -8,10 +8,11 @@ ASGI scope, and nothing here knows about models.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +124,50 @@ class HttpResponse:
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+class StreamingResponse(HttpResponse):
+    """A response sent as its chunks come (server-sent events); the body streams until the
+    chunks end. A client that disconnects cancels the stream, which lets its producer stop."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        receive: Receive,
+        content_type: str = "text/event-stream",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(b"", 200, content_type, {"cache-control": "no-cache", **(headers or {})})
+        self.chunks = chunks
+        self.receive = receive
+
+    async def send(self, send: Send) -> None:
+        headers = [(b"content-type", self.content_type.encode())]
+        headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        sender = asyncio.current_task()
+        assert sender is not None
+        watcher = asyncio.get_running_loop().create_task(self._watch(sender))
+        try:
+            async for chunk in self.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except asyncio.CancelledError:
+            if not watcher.done():
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the client left: nothing more to send, nothing failed
+        finally:
+            watcher.cancel()
+            closer = getattr(self.chunks, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def _watch(self, sender: asyncio.Task[Any]) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        sender.cancel("client disconnected")
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]

@@ -17,7 +17,7 @@ from typing import Any
 from inferd import __version__
 from inferd.codecs import InferRequest, InferResponse, InferTensor
 from inferd.datatypes import datatype_of
-from inferd.errors import InferdError, ModelError, ModelNotReadyError
+from inferd.errors import BadRequestError, InferdError, ModelError, ModelNotReadyError
 from inferd.pipeline import ItemResult
 from inferd.repository import ModelRepository, ModelVersion
 from inferd.server.metrics import Metrics
@@ -106,6 +106,23 @@ class DataPlane:
             return found is not None and found.ready
         latest = entry.latest
         return latest is not None and latest.ready
+
+    def generator(self, name: str) -> ModelVersion:
+        """The serving version of a generation model (404 unknown, 400 not a generator)."""
+        model = self.repository.get(name)
+        if model.engine is None:
+            raise BadRequestError(
+                f"model {name!r} does not generate text (task {model.spec.task}); use "
+                f"/v2/models/{name}/infer or /v1/models/{name}:predict"
+            )
+        return model
+
+    def generation_models(self) -> list[ModelVersion]:
+        return [
+            model
+            for entry in self.repository.entries()
+            if (model := entry.latest) is not None and model.engine is not None and model.ready
+        ]
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         model = self.repository.get(name, version)

@@ -32,7 +32,9 @@ from inferd.errors import (
     OverloadedError,
     UnauthorizedError,
 )
+from inferd.generate.request import Delta
 from inferd.repository import ModelRepository
+from inferd.server import openai
 from inferd.server.asgi import (
     HttpRequest,
     HttpResponse,
@@ -41,10 +43,12 @@ from inferd.server.asgi import (
     Router,
     Scope,
     Send,
+    StreamingResponse,
     serve_lifespan,
 )
 from inferd.server.dataplane import DataPlane
 from inferd.server.metrics import Metrics
+from inferd.spec import GenerationSpec
 
 logger = logging.getLogger("inferd.server")
 
@@ -155,6 +159,9 @@ class HttpServer:
         for prefix in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
             router.add(prefix, self.model_ready)
             router.add(prefix + ":predict", self.predict, post)
+        router.add("/v1/models", self.openai_models)
+        router.add("/v1/completions", self.completions, post)
+        router.add("/v1/chat/completions", self.chat_completions, post)
         router.add("/v2/health/live", self.live)
         router.add("/v2/health/ready", self.ready)
         router.add("/v2", self.server_metadata)
@@ -286,6 +293,47 @@ class HttpServer:
             ),
         )
         return _json({"predictions": predictions}, headers={"x-request-id": request.id})
+
+    # --- OpenAI-compatible generation ---------------------------------------------------------
+
+    async def openai_models(self, request: HttpRequest) -> HttpResponse:
+        created = int(time.time())
+        data = [
+            {"id": m.name, "object": "model", "created": created, "owned_by": "inferd"}
+            for m in self.dataplane.generation_models()
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def completions(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate_openai(request, chat=False)
+
+    async def chat_completions(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate_openai(request, chat=True)
+
+    async def _generate_openai(self, request: HttpRequest, chat: bool) -> HttpResponse:
+        body = json_loads(await request.body(self.max_body_bytes))
+        name = body.get("model") if isinstance(body, dict) else None
+        model = self.dataplane.generator(name if isinstance(name, str) else "")
+        assert model.engine is not None and model.spec is not None
+        options = model.spec.generation or GenerationSpec()
+        parsed = openai.parse_request(body, chat, options.default_max_tokens)
+        deltas = model.engine.stream(model.engine.encode(parsed.prompt), parsed.params)
+        kind = "chatcmpl" if chat else "cmpl"
+        answer_id = f"{kind}-{request.id}"
+        headers = {"x-request-id": request.id}
+        if parsed.stream:
+            chunks = openai.sse_chunks(parsed, answer_id, deltas)
+            return StreamingResponse(chunks, request.receive, headers=headers)
+
+        async def collect() -> tuple[str, Delta]:
+            parts = []
+            async for delta in deltas:
+                parts.append(delta.text)
+                last = delta
+            return "".join(parts), last
+
+        text, last = await _unless_disconnected(request, collect())
+        return _json(openai.completion(parsed, answer_id, text, last), headers=headers)
 
     async def prometheus(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(self.metrics.render(), content_type="text/plain; version=0.0.4")

@@ -1,0 +1,164 @@
+"""The OpenAI-compatible API through a real server, with the official `openai` client.
+
+The model is a tiny random GPT-2 (tests/support/tiny_lm.py): its text is gibberish, but
+tokenization, the engine, streaming and the wire format are all real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.conftest import Server, start_server, stop_server
+from tests.support.tiny_lm import gpt2_folder
+
+SPEC = """
+name: tiny
+task: generation
+backend: torch
+generation: {max_context: 64, max_sequences: 4, max_waiting: 8, default_max_tokens: 8}
+"""
+
+
+@pytest.fixture(scope="module")
+def generation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("generation")
+    gpt2_folder(root / "repo" / "tiny" / "1", positions=64)
+    (root / "repo" / "tiny" / "model.yaml").write_text(SPEC)
+    running = start_server(root / "repo", root / "server.log")
+    try:
+        yield running
+    finally:
+        stop_server(running.process)
+
+
+@pytest.fixture
+def client(generation_server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=generation_server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_generation_model(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+
+
+def test_completion_counts_its_tokens(client: openai.OpenAI) -> None:
+    answer = client.completions.create(
+        model="tiny", prompt="def main():", max_tokens=5, temperature=0
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "length"
+    assert answer.usage is not None and answer.usage.completion_tokens == 5
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + 5
+
+
+def test_streamed_text_equals_the_whole_answer(client: openai.OpenAI) -> None:
+    whole = client.completions.create(
+        model="tiny", prompt="import os", max_tokens=10, temperature=0
+    )
+    stream = client.completions.create(
+        model="tiny", prompt="import os", max_tokens=10, temperature=0, stream=True
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_chat_completion_streams_deltas(client: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "write a loop"}]
+    whole = client.chat.completions.create(
+        model="tiny",
+        messages=messages,
+        max_tokens=6,
+        temperature=0,  # type: ignore[arg-type]
+    )
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=6,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 6
+
+
+def test_seeded_sampling_repeats(client: openai.OpenAI) -> None:
+    def ask() -> str:
+        answer = client.completions.create(
+            model="tiny", prompt="class A:", max_tokens=8, temperature=0.9, seed=7
+        )
+        return answer.choices[0].text
+
+    assert ask() == ask()
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"prompt": ""}, "prompt is empty"),
+        ({"prompt": "x " * 200}, "over this model's context of 64 tokens"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens must be at least 1"),
+        ({"prompt": "x", "top_p": 1.5}, "top_p must be in (0, 1]"),
+        ({"prompt": "x", "temperature": -1}, "temperature must be 0 or more"),
+        ({"prompt": "x", "model": "nope"}, "unknown model 'nope'"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(
+    generation_server: Server, options: dict[str, object], needle: str
+) -> None:
+    body = {"model": "tiny", **options}
+    with generation_server.client() as http:
+        reply = http.post("/v1/completions", json=body)
+    assert 400 <= reply.status_code < 500, reply.text
+    assert needle in reply.json()["error"]
+
+
+def test_bad_chat_messages_are_400(generation_server: Server) -> None:
+    with generation_server.client() as http:
+        reply = http.post(
+            "/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "robot"}]}
+        )
+    assert reply.status_code == 400 and "messages[0].role" in reply.json()["error"]
+
+
+def test_a_predictive_route_on_a_generator_says_where_to_go(generation_server: Server) -> None:
+    with generation_server.client() as http:
+        reply = http.post("/v1/models/tiny:predict", json={"instances": ["x"]})
+    assert reply.status_code == 400 and "/v1/completions" in reply.json()["error"]
+
+
+def test_a_client_that_leaves_a_stream_frees_its_slot(generation_server: Server) -> None:
+    """Closing the connection mid-stream aborts the sequence: afterwards the server still
+    answers as many concurrent requests as it has slots."""
+
+    async def leave_early() -> None:
+        async with httpx.AsyncClient(base_url=generation_server.url, timeout=30) as http:
+            body = {
+                "model": "tiny",
+                "prompt": "a",
+                "max_tokens": 50,
+                "stream": True,
+                "ignore_eos": True,
+            }
+            async with http.stream("POST", "/v1/completions", json=body) as reply:
+                async for _ in reply.aiter_lines():
+                    break
+
+    async def full(http: httpx.AsyncClient) -> int:
+        body = {"model": "tiny", "prompt": "b", "max_tokens": 4}
+        return (await http.post("/v1/completions", json=body)).status_code
+
+    async def scenario() -> list[int]:
+        await asyncio.gather(*(leave_early() for _ in range(4)))
+        async with httpx.AsyncClient(base_url=generation_server.url, timeout=30) as http:
+            return list(await asyncio.gather(*(full(http) for _ in range(4))))
+
+    assert asyncio.run(scenario()) == [200] * 4
