@@ -7,6 +7,7 @@ tokenization, the engine, streaming and the wire format are all real.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -162,3 +163,44 @@ def test_a_client_that_leaves_a_stream_frees_its_slot(generation_server: Server)
             return list(await asyncio.gather(*(full(http) for _ in range(4))))
 
     assert asyncio.run(scenario()) == [200] * 4
+
+
+# --- the Open Inference Protocol's generate extension -----------------------------------------
+
+
+def test_v2_generate_agrees_with_the_openai_route(generation_server: Server) -> None:
+    with generation_server.client() as http:
+        v2 = http.post(
+            "/v2/models/tiny/generate",
+            json={"text_input": "def f(x):", "parameters": {"max_tokens": 6, "temperature": 0}},
+        )
+        oai = http.post(
+            "/v1/completions",
+            json={"model": "tiny", "prompt": "def f(x):", "max_tokens": 6, "temperature": 0},
+        )
+    assert v2.status_code == 200, v2.text
+    reply = v2.json()
+    assert (reply["model_name"], reply["model_version"]) == ("tiny", "1")
+    assert reply["text_output"] == oai.json()["choices"][0]["text"]
+    assert reply["usage"]["completion_tokens"] == 6
+
+
+def test_v2_generate_stream_sends_events(generation_server: Server) -> None:
+    body = {"text_input": "import re", "max_tokens": 6, "temperature": 0}
+    with generation_server.client() as http:
+        whole = http.post("/v2/models/tiny/generate", json=body).json()
+        with http.stream("POST", "/v2/models/tiny/generate_stream", json=body) as reply:
+            assert reply.headers["content-type"] == "text/event-stream"
+            events = [
+                json.loads(line.removeprefix("data: "))
+                for line in reply.iter_lines()
+                if line.startswith("data: ")
+            ]
+    assert "".join(e["text_output"] for e in events) == whole["text_output"]
+    assert events[-1]["finish_reason"] == "length"
+
+
+def test_v2_generate_refuses_a_missing_prompt(generation_server: Server) -> None:
+    with generation_server.client() as http:
+        reply = http.post("/v2/models/tiny/generate", json={"parameters": {}})
+    assert reply.status_code == 400 and "text_input must be a string" in reply.json()["error"]

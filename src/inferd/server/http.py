@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,7 +34,7 @@ from inferd.errors import (
 )
 from inferd.generate.request import Delta
 from inferd.repository import ModelRepository
-from inferd.server import openai
+from inferd.server import generate_v2, openai
 from inferd.server.asgi import (
     HttpRequest,
     HttpResponse,
@@ -70,6 +70,16 @@ def _error_response(error: InferdError, request_id: str) -> HttpResponse:
     if isinstance(error, MethodNotAllowedError):
         headers["allow"] = ", ".join(error.allowed)
     return _json({"error": error.message}, error.status_code, headers)
+
+
+async def _collect(deltas: AsyncIterator[Delta]) -> tuple[str, Delta]:
+    """A generation's whole text and its closing Delta (usage, finish reason)."""
+    parts = []
+    last = Delta("", [])
+    async for delta in deltas:
+        parts.append(delta.text)
+        last = delta
+    return "".join(parts), last
 
 
 def _deadline(request: HttpRequest, parameters: dict[str, Any] | None) -> float | None:
@@ -156,6 +166,8 @@ class HttpServer:
             router.add(prefix, self.model_metadata)
             router.add(prefix + "/ready", self.model_ready)
             router.add(prefix + "/infer", self.infer, post)
+        router.add("/v2/models/{model}/generate", self.generate, post)
+        router.add("/v2/models/{model}/generate_stream", self.generate_stream, post)
         for prefix in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
             router.add(prefix, self.model_ready)
             router.add(prefix + ":predict", self.predict, post)
@@ -325,15 +337,28 @@ class HttpServer:
             chunks = openai.sse_chunks(parsed, answer_id, deltas)
             return StreamingResponse(chunks, request.receive, headers=headers)
 
-        async def collect() -> tuple[str, Delta]:
-            parts = []
-            async for delta in deltas:
-                parts.append(delta.text)
-                last = delta
-            return "".join(parts), last
-
-        text, last = await _unless_disconnected(request, collect())
+        text, last = await _unless_disconnected(request, _collect(deltas))
         return _json(openai.completion(parsed, answer_id, text, last), headers=headers)
+
+    async def generate(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate_v2(request, stream=False)
+
+    async def generate_stream(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate_v2(request, stream=True)
+
+    async def _generate_v2(self, request: HttpRequest, stream: bool) -> HttpResponse:
+        model = self.dataplane.generator(request.params["model"])
+        assert model.engine is not None
+        options = model.spec.generation or GenerationSpec()
+        body = json_loads(await request.body(self.max_body_bytes))
+        parsed = generate_v2.parse_generate(body, model.name, options.default_max_tokens)
+        deltas = model.engine.stream(model.engine.encode(parsed.prompt), parsed.params)
+        headers = {"x-request-id": request.id}
+        if stream:
+            events = generate_v2.sse_events(model.name, model.version, deltas)
+            return StreamingResponse(events, request.receive, headers=headers)
+        text, last = await _unless_disconnected(request, _collect(deltas))
+        return _json(generate_v2.reply(model.name, model.version, text, last), headers=headers)
 
     async def prometheus(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(self.metrics.render(), content_type="text/plain; version=0.0.4")
