@@ -274,7 +274,6 @@ def evaluate(
         raise typer.Exit(1)
 
 
-
 @app.command()
 def generate(
     model: Annotated[str, typer.Argument(help="A generation model of the repository.")],

@@ -204,3 +204,26 @@ def test_v2_generate_refuses_a_missing_prompt(generation_server: Server) -> None
     with generation_server.client() as http:
         reply = http.post("/v2/models/tiny/generate", json={"parameters": {}})
     assert reply.status_code == 400 and "text_input must be a string" in reply.json()["error"]
+
+
+def test_generation_metrics(generation_server: Server, client: openai.OpenAI) -> None:
+    def scrape() -> dict[str, float]:
+        with generation_server.client() as http:
+            text = http.get("/metrics").text
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("inferd_") and 'model="tiny"' in line
+        }
+
+    before = scrape()
+    client.completions.create(model="tiny", prompt="x = 1", max_tokens=5, temperature=0)
+    after = scrape()
+    tokens = 'inferd_generated_tokens_total{model="tiny"}'
+    assert after[tokens] - before.get(tokens, 0.0) == 5
+    first = 'inferd_time_to_first_token_seconds_count{model="tiny"}'
+    assert after[first] - before.get(first, 0.0) == 1
+    between = 'inferd_inter_token_seconds_count{model="tiny"}'
+    assert after[between] - before.get(between, 0.0) == 4
+    assert after['inferd_kv_cache_tokens{kind="capacity",model="tiny"}'] == 4 * 64
+    assert after['inferd_generation_sequences{model="tiny",state="running"}'] == 0

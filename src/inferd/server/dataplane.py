@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inferd import __version__
 from inferd.codecs import InferRequest, InferResponse, InferTensor
@@ -23,6 +23,9 @@ from inferd.repository import ModelRepository, ModelVersion
 from inferd.server.metrics import Metrics
 from inferd.spec import TensorSpec
 from inferd.stages import Item
+
+if TYPE_CHECKING:
+    from inferd.generate.engine import EngineStats
 
 logger = logging.getLogger("inferd.server")
 
@@ -116,6 +119,11 @@ class DataPlane:
                 f"/v2/models/{name}/infer or /v1/models/{name}:predict"
             )
         return model
+
+    def engine_states(self) -> Iterable[tuple[str, EngineStats]]:
+        for model in self.generation_models():
+            assert model.engine is not None
+            yield model.name, model.engine.stats()
 
     def generation_models(self) -> list[ModelVersion]:
         return [

@@ -137,6 +137,7 @@ class HttpServer:
         self.metrics = Metrics(
             queues=lambda: self.dataplane.queue_states(),
             known_models=lambda name: self.dataplane.known(name),
+            engines=lambda: self.dataplane.engine_states(),
         )
         self.repository = ModelRepository(
             repository_path, trust_code=trust_code, on_batch=self.metrics.observe_batch
@@ -150,6 +151,9 @@ class HttpServer:
     async def startup(self) -> None:
         await asyncio.to_thread(self.repository.load)
         await self.repository.start()
+        for model in self.dataplane.generation_models():
+            assert model.engine is not None
+            model.engine.observer = self.metrics.generation_observer(model.name)
         self.dataplane.started = True
         for entry in self.repository.entries():
             state = f"versions {sorted(entry.versions)}" if entry.versions else "NOT LOADED"

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request counts, per-stage latency, batch sizes and queue depth.
+"""Prometheus metrics: request counts, per-stage latency, batch sizes, queue depth, and for
+generation models time to first token, inter-token latency, tokens, sequences and KV cache.
 
 Each server gets its own registry, so several servers (or tests) in one process don't
 collide. Queue depth is read from the batchers when scraped, so it costs nothing per request.
@@ -7,6 +8,7 @@ collide. Queue depth is read from the batchers when scraped, so it costs nothing
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +19,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from inferd.generate.engine import EngineStats
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the output and nobody reads them
 
@@ -63,10 +68,44 @@ class _QueueCollector(Collector):
         yield running
 
 
+EngineReader = Callable[[], Iterable[tuple[str, "EngineStats"]]]
+"""Yields (model, engine stats) for every served generation model."""
+
+
+class _EngineCollector(Collector):
+    def __init__(self, read: EngineReader) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        sequences = GaugeMetricFamily(
+            "inferd_generation_sequences",
+            "Generation requests running (in a decode batch) or waiting for a cache slot",
+            labels=["model", "state"],
+        )
+        cache = GaugeMetricFamily(
+            "inferd_kv_cache_tokens",
+            "KV-cache tokens: held by running sequences, reserved for them, and the capacity",
+            labels=["model", "kind"],
+        )
+        for model, stats in self._read():
+            sequences.add_metric([model, "running"], stats.running)
+            sequences.add_metric([model, "waiting"], stats.waiting)
+            cache.add_metric([model, "used"], stats.cache_tokens_used)
+            cache.add_metric([model, "reserved"], stats.cache_tokens_reserved)
+            cache.add_metric([model, "capacity"], stats.cache_tokens_capacity)
+        yield sequences
+        yield cache
+
+
 class Metrics:
     """The server's metrics; DataPlane records into it, /metrics renders it."""
 
-    def __init__(self, queues: QueueReader, known_models: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        queues: QueueReader,
+        known_models: Callable[[str], bool],
+        engines: EngineReader = lambda: (),
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "inferd_requests",
@@ -88,7 +127,28 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.time_to_first_token = Histogram(
+            "inferd_time_to_first_token_seconds",
+            "Seconds from a generation request's arrival to its first token",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inter_token = Histogram(
+            "inferd_inter_token_seconds",
+            "Seconds between consecutive tokens of one generation request",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.generated_tokens = Counter(
+            "inferd_generated_tokens",
+            "Tokens generated (rate() of it is tokens per second)",
+            ["model"],
+            registry=self.registry,
+        )
         self.registry.register(_QueueCollector(queues))
+        self.registry.register(_EngineCollector(engines))
         self._stage_children: dict[tuple[str, str], Histogram] = {}
         self._request_children: dict[tuple[str, str, int], Counter] = {}
         self._known_models = known_models
@@ -100,6 +160,19 @@ class Metrics:
         if child is None:
             child = self._stage_children[key] = self.stage_seconds.labels(model, stage)
         return child
+
+    def generation_observer(self, model: str) -> Callable[[list[tuple[bool, float]]], None]:
+        """The engine's per-step hook for one model: token timings into the histograms."""
+        first = self.time_to_first_token.labels(model)
+        between = self.inter_token.labels(model)
+        tokens = self.generated_tokens.labels(model)
+
+        def observe(timings: list[tuple[bool, float]]) -> None:
+            for is_first, seconds in timings:
+                (first if is_first else between).observe(seconds)
+            tokens.inc(len(timings))
+
+        return observe
 
     def observe_batch(self, model: str, version: str, size: int) -> None:
         self.batch_size.labels(model, version).observe(size)
