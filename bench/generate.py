@@ -1,0 +1,281 @@
+"""Generation benchmark: continuous batching against one-at-a-time `transformers.generate`.
+
+    .venv/bin/python bench/generate.py                      # pycoder, about 3-5 minutes
+    .venv/bin/python bench/generate.py --quick              # fewer requests, noisier
+
+In ONE run, on the same machine:
+
+1. `inferd serve` on the model's repository; for 1, 4 and 16 concurrent streams, each
+   stream sends streaming `/v1/completions` requests one after another (prompts from the
+   model's `eval/prompts.jsonl`, greedy, `ignore_eos`, a fixed `max_tokens`). Measured per
+   level: aggregate generated tokens/s (completion tokens over wall time), time to first
+   token p50/p99 (request sent → first text chunk), inter-token latency p50.
+2. The same 16 prompts through plain `transformers` `model.generate` in this process, one
+   after another (greedy, exactly `max_tokens` new tokens): tokens/s.
+
+Targets (issue 4): aggregate tokens/s at 16 streams ≥ 5x 1 stream and ≥ 3x sequential
+`generate`; TTFT p50 at 16 streams ≤ 3x the idle (1-stream) TTFT p50. The server is a
+subprocess on a free 127.0.0.1 port, stopped on exit. Results also go to
+bench/results/generate-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class Level:
+    streams: int
+    requests: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    ttft: list[float] = field(default_factory=list)
+    inter_token: list[float] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def row(self) -> dict[str, Any]:
+        ttft = np.asarray(self.ttft) * 1000
+        itl = np.asarray(self.inter_token) * 1000
+        return {
+            "streams": self.streams,
+            "requests": self.requests,
+            "tokens": self.tokens,
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "ttft_p50_ms": round(float(np.percentile(ttft, 50)), 1),
+            "ttft_p99_ms": round(float(np.percentile(ttft, 99)), 1),
+            "itl_p50_ms": round(float(np.percentile(itl, 50)), 2) if itl.size else None,
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(repo: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inferd.cli", "serve", str(repo), "--port", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"inferd serve exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop_server(process)
+    raise RuntimeError(f"inferd serve did not become ready:\n{log.read_text()}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+async def one_stream(
+    http: httpx.AsyncClient, model: str, prompt: str, max_tokens: int, level: Level
+) -> None:
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    sent = time.perf_counter()
+    previous: float | None = None
+    async with http.stream("POST", "/v1/completions", json=body) as reply:
+        if reply.status_code != 200:
+            raise RuntimeError(f"{reply.status_code}: {await reply.aread()!r}")
+        async for line in reply.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            now = time.perf_counter()
+            if chunk.get("usage"):
+                level.tokens += chunk["usage"]["completion_tokens"]
+            elif chunk["choices"] and chunk["choices"][0]["text"]:
+                if previous is None:
+                    level.ttft.append(now - sent)
+                else:
+                    level.inter_token.append(now - previous)
+                previous = now
+    level.requests += 1
+
+
+async def run_level(
+    url: str, model: str, prompts: list[str], streams: int, per_stream: int, max_tokens: int
+) -> Level:
+    level = Level(streams)
+    limits = httpx.Limits(max_connections=streams + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
+        await one_stream(http, model, prompts[0], 4, Level(1))  # warm-up
+
+        async def stream(index: int) -> None:
+            for k in range(per_stream):
+                prompt = prompts[(index * per_stream + k) % len(prompts)]
+                await one_stream(http, model, prompt, max_tokens, level)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(stream(i) for i in range(streams)))
+        level.seconds = time.perf_counter() - started
+    return level
+
+
+def sequential_generate(folder: Path, prompts: list[str], max_tokens: int) -> dict[str, Any]:
+    """The same prompts through plain transformers, one after another."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    model.eval()
+    tokens = 0
+    with torch.inference_mode():
+        ids = torch.tensor([tokenizer.encode(prompts[0]).ids])
+        model.generate(ids, max_new_tokens=4, do_sample=False)  # warm-up
+        started = time.perf_counter()
+        for prompt in prompts:
+            ids = torch.tensor([tokenizer.encode(prompt).ids])
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_tokens,
+                min_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=model.config.eos_token_id,
+            )
+            tokens += out.shape[1] - ids.shape[1]
+        seconds = time.perf_counter() - started
+    return {"requests": len(prompts), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repo", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--model", default="pycoder")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--per-stream", type=int, default=0, help="requests per stream")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+
+    folder = args.repo / args.model
+    versions = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()), reverse=True)
+    weights = folder / str(versions[0])
+    prompts_file = folder / "eval" / "prompts.jsonl"
+    prompts = [json.loads(line)["prompt"] for line in prompts_file.read_text().splitlines()]
+    prompts = (prompts * 16)[:16]
+    quick = args.quick
+
+    print(
+        f"inferd generation benchmark — {time.strftime('%Y-%m-%d %H:%M')} — "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(f"model {args.model}, {args.max_tokens} new tokens per request, greedy, ignore_eos\n")
+
+    port = free_port()
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"inferd-bench-generate-{port}.log"
+    process = start_server(args.repo, port, log)
+    levels: list[Level] = []
+    try:
+        for streams in (1, 4, 16):
+            per_stream = args.per_stream or (
+                (2 if quick else 4) if streams < 16 else (1 if quick else 2)
+            )
+            if streams == 1:
+                per_stream = args.per_stream or (4 if quick else 8)
+            level = asyncio.run(
+                run_level(
+                    f"http://127.0.0.1:{port}",
+                    args.model,
+                    prompts,
+                    streams,
+                    per_stream,
+                    args.max_tokens,
+                )
+            )
+            levels.append(level)
+            row = level.row()
+            print(
+                f"  {streams:>2} streams: {row['tokens_per_s']:>8.1f} tok/s  "
+                f"TTFT p50 {row['ttft_p50_ms']} ms p99 {row['ttft_p99_ms']} ms  "
+                f"ITL p50 {row['itl_p50_ms']} ms  ({row['requests']} requests)"
+            )
+    finally:
+        stop_server(process)
+
+    baseline = sequential_generate(weights, prompts, args.max_tokens)
+    print(
+        f"  transformers generate, 16 prompts one after another: {baseline['tokens_per_s']} tok/s\n"
+    )
+
+    one, sixteen = levels[0], levels[-1]
+    ttft_ratio = float(np.median(sixteen.ttft) / np.median(one.ttft))
+    checks = [
+        ("16 streams vs 1 stream, tok/s", sixteen.tokens_per_s / one.tokens_per_s, 5.0, True),
+        (
+            "16 streams vs sequential generate, tok/s",
+            sixteen.tokens_per_s / baseline["tokens_per_s"],
+            3.0,
+            True,
+        ),
+        ("TTFT p50 at 16 streams vs idle", ttft_ratio, 3.0, False),
+    ]
+    for name, value, target, higher in checks:
+        verdict = "PASS" if (value >= target if higher else value <= target) else "MISS"
+        sign = ">=" if higher else "<="
+        print(f"  {name}: {value:.2f}x (target {sign} {target}x) {verdict}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"generate-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "levels": [level.row() for level in levels],
+                "transformers_sequential": baseline,
+                "ratios": {name: round(value, 3) for name, value, _, _ in checks},
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
