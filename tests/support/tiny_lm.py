@@ -18,7 +18,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 EOS = "<|endoftext|>"
 
 
-def _train_tokenizer(vocab: int) -> Tokenizer:
+def byte_level_tokenizer(vocab: int = 400) -> Tokenizer:
+    """A GPT-2-style byte-level BPE: any text encodes, characters outside ASCII as several
+    byte tokens (it is trained on Python sources)."""
     import json as json_module
     import textwrap as textwrap_module
 
@@ -48,7 +50,7 @@ def gpt2_folder(
 ) -> Path:
     """Write config.json, model.safetensors and tokenizer.json of a random tiny GPT-2."""
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(vocab)
+    tokenizer = byte_level_tokenizer(vocab)
     tokenizer.save(str(folder / "tokenizer.json"))
     size = tokenizer.get_vocab_size()
     eos = tokenizer.token_to_id(EOS)
@@ -95,4 +97,3 @@ def gpt2_folder(
     }
     (folder / "config.json").write_text(json.dumps(config))
     return folder
-

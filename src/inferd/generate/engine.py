@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from inferd.errors import ModelNotReadyError, SpecError
+from inferd.errors import BadRequestError, ModelNotReadyError, SpecError
 from inferd.generate.model import CausalLM, KVCache, StepBatch
 from inferd.generate.request import Delta, SamplingParams
 from inferd.generate.sampling import next_token
@@ -108,6 +108,11 @@ class Engine:
     ) -> int:
         """Queue a request (raises at once if it can never run or must wait too long)."""
         params.check(self.limits.max_context)
+        vocab = self.model.shape.vocab_size
+        if any(not 0 <= token < vocab for token in prompt):
+            raise BadRequestError(
+                f"prompt token ids must be in [0, {vocab}); this model's vocabulary"
+            )
         sequence = Sequence(prompt=prompt, params=params)
         generator = None
         if params.seed is not None:

@@ -103,9 +103,33 @@ def _rope_theta(config: dict[str, Any]) -> float:
     return float(config.get("rope_theta") or nested.get("rope_theta") or 10_000.0)
 
 
+_UNSUPPORTED: dict[str, dict[str, tuple[object, ...]]] = {
+    "gpt2": {
+        "activation_function": ("gelu_new", "gelu_pytorch_tanh"),
+        "scale_attn_by_inverse_layer_idx": (False, None),
+        "reorder_and_upcast_attn": (False, None),
+    },
+    "llama": {"attention_bias": (False, None), "mlp_bias": (False, None)},
+}
+"""Config options whose other values this forward pass does not implement (refused, never
+silently run wrong)."""
+
+
+def _check_supported(config: dict[str, Any], kind: str, folder: Path) -> None:
+    for key, allowed in _UNSUPPORTED[kind].items():
+        value = config.get(key, allowed[0])  # absent: the architecture's default
+        if value not in allowed:
+            raise SpecError(
+                f"{folder}/config.json: {key} = {value!r} is not supported by "
+                f"inferd's {kind} engine (it runs {allowed[0]!r})"
+            )
+
+
 def read_shape(folder: Path) -> ModelShape:
     config = _config(folder)
     kind = config.get("model_type")
+    if kind in _UNSUPPORTED:
+        _check_supported(config, kind, folder)
     if kind == "gpt2":
         heads = int(config["n_head"])
         return ModelShape(
