@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -249,16 +248,27 @@ class Engine:
             timings.append((first, now - (request.last_token_at or request.submitted)))
             request.last_token_at = now
             if reason is None:
-                request.deliver(Delta(text, [token]))
+                self._send(request, Delta(text, [token]))
             else:
                 finished.append((request, reason))
-                request.deliver(Delta(text + request.stream.finish(), [token]))
+                self._send(request, Delta(text + request.stream.finish(), [token]))
         if finished:
             with self._lock:
                 for request, reason in finished:
                     self._end(request, reason)
         if self.observer is not None:
             self.observer(timings)
+
+    @staticmethod
+    def _send(request: _Request, delta: Delta) -> None:
+        """Hand a Delta to its client; one whose loop is gone is aborted, not the step."""
+        try:
+            request.deliver(delta)
+        except Exception:
+            logger.warning(
+                "request %d: its client cannot take output; aborting", request.sequence.id
+            )
+            request.aborted = True
 
     def _end(self, request: _Request, reason: str) -> None:
         """Finish a request (under the lock): free its slot and send the closing Delta."""
@@ -267,22 +277,14 @@ class Engine:
             return
         self.scheduler.finish(sequence, reason)
         del self._requests[sequence.id]
-        request.deliver(
+        self._send(
+            request,
             Delta(
                 "",
                 [],
                 finish_reason=reason,
                 prompt_tokens=len(sequence.prompt),
                 completion_tokens=len(sequence.generated),
-            )
+            ),
         )
 
-
-def describe(engine: Engine) -> dict[str, Any]:
-    shape = engine.model.shape
-    return {
-        "architecture": shape.architecture,
-        "vocab_size": shape.vocab_size,
-        "max_context": engine.limits.max_context,
-        "max_sequences": engine.limits.max_sequences,
-    }
