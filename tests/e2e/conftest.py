@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -51,6 +52,14 @@ inputs: [{name: x, datatype: FP32, shape: [1]}]
 outputs: [{name: y, datatype: FP32, shape: [1]}]
 batching: {max_batch_size: 4, max_delay_ms: 0, max_queue: 4}
 """
+
+
+def v2_file_request(name: str, data: bytes) -> dict[str, object]:
+    """A V2 JSON body carrying one file: binary bytes cannot be JSON strings, so they go as
+    base64 marked with MLServer's content type."""
+    encoded = base64.b64encode(data).decode()
+    tensor = {"name": name, "datatype": "BYTES", "shape": [1, 1], "data": [encoded]}
+    return {"inputs": [{**tensor, "parameters": {"content_type": "base64"}}]}
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ import pytest
 import soundfile
 import tritonclient.http as triton
 
-from tests.e2e.conftest import BUNDLED, ROOT, Server
+from tests.e2e.conftest import BUNDLED, ROOT, Server, v2_file_request
 from tests.e2e.test_cli import inferd
 from tests.support.burst import alone_and_in_a_burst
 
@@ -62,18 +62,7 @@ def test_v2_bytes_with_tritonclient_agree_with_v1(server: Server) -> None:
 
 
 def test_v2_json_with_base64_bytes(server: Server) -> None:
-    """Binary files cannot travel as JSON strings: MLServer's base64 content type carries them."""
-    body = {
-        "inputs": [
-            {
-                "name": "audio",
-                "datatype": "BYTES",
-                "shape": [1, 1],
-                "parameters": {"content_type": "base64"},
-                "data": [EXAMPLES[0]["instance"]["b64"]],
-            }
-        ]
-    }
+    body = v2_file_request("audio", base64.b64decode(EXAMPLES[0]["instance"]["b64"]))
     with server.client() as http:
         reply = http.post("/v2/models/spoken-digit/infer", json=body)
         v1 = http.post(MODEL, json={"instances": [EXAMPLES[0]["instance"]]}).json()

@@ -13,7 +13,7 @@ import tritonclient.http as triton
 from PIL import Image, ImageOps
 
 from inferd.stages.detect import box_iou
-from tests.e2e.conftest import BUNDLED, ROOT, Server
+from tests.e2e.conftest import BUNDLED, ROOT, Server, v2_file_request
 from tests.e2e.test_cli import inferd
 from tests.support.burst import alone_and_in_a_burst
 
@@ -78,18 +78,7 @@ def test_v2_tensors_pad_each_image_to_the_longest(server: Server) -> None:
 
 
 def test_v2_json_with_base64_bytes(server: Server) -> None:
-    """Binary files cannot travel as JSON strings: MLServer's base64 content type carries them."""
-    body = {
-        "inputs": [
-            {
-                "name": "image",
-                "datatype": "BYTES",
-                "shape": [1, 1],
-                "parameters": {"content_type": "base64"},
-                "data": [base64.b64encode(SCENE).decode()],
-            }
-        ]
-    }
+    body = v2_file_request("image", SCENE)
     with server.client() as http:
         reply = http.post("/v2/models/digit-detector/infer", json=body)
     assert reply.status_code == 200, reply.text
