@@ -226,14 +226,18 @@ class Engine:
 
     def _step(self, prefill: list[Sequence], decode: list[Sequence]) -> None:
         logits = self.model.forward(self._batch(prefill, decode), self.cache)
+        greedy = logits.argmax(dim=-1).tolist()  # one call for every plain greedy row
         now = time.perf_counter()
         timings: list[tuple[bool, float]] = []
         finished: list[tuple[_Request, str]] = []
         for row, sequence in enumerate(prefill + decode):
             request = self._requests[sequence.id]
             params = sequence.params
-            seen = torch.tensor(sequence.prompt + sequence.generated, dtype=torch.long)
-            token = next_token(logits[row], params, seen, request.generator)
+            if params.greedy and params.repetition_penalty == 1.0:
+                token = int(greedy[row])
+            else:
+                seen = torch.tensor(sequence.prompt + sequence.generated, dtype=torch.long)
+                token = next_token(logits[row], params, seen, request.generator)
             sequence.generated.append(token)
             ends_text = (token in self.eos_ids and not params.ignore_eos) or (
                 token in params.stop_token_ids
