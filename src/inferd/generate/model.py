@@ -235,30 +235,49 @@ class CausalLM:
         keys[batch.slots, :, batch.positions] = k
         values[batch.slots, :, batch.positions] = v
         out = torch.empty_like(q)
-        groups = self.shape.heads // self.shape.kv_heads
+        gqa = self.shape.heads != self.shape.kv_heads
         if batch.decode_rows.numel():
-            slots = batch.slots[batch.decode_rows]
-            longest = int(batch.decode_lengths.max())
-            k_ctx = keys[slots, :, :longest]
-            v_ctx = values[slots, :, :longest]
-            if groups > 1:
-                k_ctx = k_ctx.repeat_interleave(groups, dim=1)
-                v_ctx = v_ctx.repeat_interleave(groups, dim=1)
-            mask = torch.arange(longest)[None, :] < batch.decode_lengths[:, None]
-            out[batch.decode_rows] = functional.scaled_dot_product_attention(
-                q[batch.decode_rows].unsqueeze(2), k_ctx, v_ctx, attn_mask=mask[:, None, None, :]
-            ).squeeze(2)
+            out[batch.decode_rows] = self._attend_decodes(q, keys, values, batch, gqa)
         for first, count, slot in batch.prefills:
-            k_ctx = keys[slot, :, :count]
-            v_ctx = values[slot, :, :count]
-            if groups > 1:
-                k_ctx = k_ctx.repeat_interleave(groups, dim=0)
-                v_ctx = v_ctx.repeat_interleave(groups, dim=0)
             q_rows = q[first : first + count].transpose(0, 1)
             out[first : first + count] = functional.scaled_dot_product_attention(
-                q_rows, k_ctx, v_ctx, is_causal=True
+                q_rows,
+                keys[slot, :, :count],
+                values[slot, :, :count],
+                is_causal=True,
+                enable_gqa=gqa,
             ).transpose(0, 1)
         return out.reshape(out.shape[0], -1)
+
+    @staticmethod
+    def _attend_decodes(
+        q: Tensor, keys: Tensor, values: Tensor, batch: StepBatch, gqa: bool
+    ) -> Tensor:
+        """One masked attention call for every decoding sequence over its cached prefix.
+
+        Slots are handed out lowest first, so the decoding ones are usually a compact run
+        from 0: the cache is then read in place (a view) with idle slots masked, instead of
+        copying each sequence's keys and values out of it every layer.
+        """
+        slots = batch.slots[batch.decode_rows]
+        longest = int(batch.decode_lengths.max())
+        span = int(slots.max()) + 1
+        compact = span <= 2 * slots.numel()
+        if compact:
+            queries = q.new_zeros((span, q.shape[1], 1, q.shape[2]))
+            queries[slots] = q[batch.decode_rows].unsqueeze(2)
+            lengths = torch.ones(span, dtype=torch.long)  # an idle slot attends to one place
+            lengths[slots] = batch.decode_lengths
+            k_ctx, v_ctx = keys[:span, :, :longest], values[:span, :, :longest]
+        else:
+            queries = q[batch.decode_rows].unsqueeze(2)
+            lengths = batch.decode_lengths
+            k_ctx, v_ctx = keys[slots, :, :longest], values[slots, :, :longest]
+        mask = torch.arange(longest)[None, :] < lengths[:, None]
+        attended = functional.scaled_dot_product_attention(
+            queries, k_ctx, v_ctx, attn_mask=mask[:, None, None, :], enable_gqa=gqa
+        ).squeeze(2)
+        return attended[slots] if compact else attended
 
     def _gpt2(self, batch: StepBatch, cache: KVCache) -> Tensor:
         w = self._get
