@@ -7,7 +7,9 @@ In ONE run, on the same machine:
 
 1. `inferd serve` on the model's repository; for 1, 4 and 16 concurrent streams, each
    stream sends streaming `/v1/completions` requests one after another (prompts from the
-   model's `eval/prompts.jsonl`, greedy, `ignore_eos`, a fixed `max_tokens`). Measured per
+   model's `eval/prompts.jsonl`, greedy, `ignore_eos`, a fixed `max_tokens`); the streams'
+   starts are spread over one single-stream request time, as independent users' would be
+   (so the time to first token is that of joining a running batch). Measured per
    level: aggregate generated tokens/s (completion tokens over wall time), time to first
    token p50/p99 (request sent → first text chunk), inter-token latency p50.
 2. The same 16 prompts through plain `transformers` `model.generate` in this process, one
@@ -139,7 +141,13 @@ async def one_stream(
 
 
 async def run_level(
-    url: str, model: str, prompts: list[str], streams: int, per_stream: int, max_tokens: int
+    url: str,
+    model: str,
+    prompts: list[str],
+    streams: int,
+    per_stream: int,
+    max_tokens: int,
+    stagger_s: float = 0.0,
 ) -> Level:
     level = Level(streams)
     limits = httpx.Limits(max_connections=streams + 4)
@@ -147,6 +155,9 @@ async def run_level(
         await one_stream(http, model, prompts[0], 4, Level(1))  # warm-up
 
         async def stream(index: int) -> None:
+            # Independent users do not all press enter at the same instant: stream i starts
+            # i/streams of one request's time later, so arrivals are spread as in steady use.
+            await asyncio.sleep(stagger_s * index / streams)
             for k in range(per_stream):
                 prompt = prompts[(index * per_stream + k) % len(prompts)]
                 await one_stream(http, model, prompt, max_tokens, level)
@@ -157,12 +168,16 @@ async def run_level(
     return level
 
 
-def sequential_generate(folder: Path, prompts: list[str], max_tokens: int) -> dict[str, Any]:
-    """The same prompts through plain transformers, one after another."""
+def sequential_generate(
+    folder: Path, prompts: list[str], max_tokens: int, threads: int
+) -> dict[str, Any]:
+    """The same prompts through plain transformers, one after another, on as many torch
+    threads as the served model (on this 2-core VM two threads make it 5x slower, not faster)."""
     import torch
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
 
+    torch.set_num_threads(threads)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     model = AutoModelForCausalLM.from_pretrained(folder)
     model.eval()
@@ -193,6 +208,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--per-stream", type=int, default=0, help="requests per stream")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the baseline (model.yaml's)"
+    )
     args = parser.parse_args()
 
     folder = args.repo / args.model
@@ -213,6 +231,7 @@ def main() -> None:
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"inferd-bench-generate-{port}.log"
     process = start_server(args.repo, port, log)
     levels: list[Level] = []
+    request_s = 0.0
     try:
         for streams in (1, 4, 16):
             per_stream = args.per_stream or (
@@ -228,8 +247,11 @@ def main() -> None:
                     streams,
                     per_stream,
                     args.max_tokens,
+                    request_s,
                 )
             )
+            if streams == 1:
+                request_s = level.seconds / level.requests
             levels.append(level)
             row = level.row()
             print(
@@ -240,7 +262,7 @@ def main() -> None:
     finally:
         stop_server(process)
 
-    baseline = sequential_generate(weights, prompts, args.max_tokens)
+    baseline = sequential_generate(weights, prompts, args.max_tokens, args.threads)
     print(
         f"  transformers generate, 16 prompts one after another: {baseline['tokens_per_s']} tok/s\n"
     )
