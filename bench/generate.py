@@ -28,9 +28,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,6 +36,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from serve import Server, free_port  # bench/serve.py: the same server handling as the others
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -69,42 +67,6 @@ class Level:
             "ttft_p99_ms": round(float(np.percentile(ttft, 99)), 1),
             "itl_p50_ms": round(float(np.percentile(itl, 50)), 2) if itl.size else None,
         }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(repo: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inferd.cli", "serve", str(repo), "--port", str(port)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"inferd serve exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_server(process)
-    raise RuntimeError(f"inferd serve did not become ready:\n{log.read_text()}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 async def one_stream(
@@ -229,7 +191,9 @@ def main() -> None:
 
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"inferd-bench-generate-{port}.log"
-    process = start_server(args.repo, port, log)
+    argv = [sys.executable, "-m", "inferd.cli", "serve", str(args.repo), "--port", str(port)]
+    server = Server("inferd", argv, port, "/v2/health/ready", log)
+    server.start(timeout_s=120)
     levels: list[Level] = []
     request_s = 0.0
     try:
@@ -260,7 +224,7 @@ def main() -> None:
                 f"ITL p50 {row['itl_p50_ms']} ms  ({row['requests']} requests)"
             )
     finally:
-        stop_server(process)
+        server.stop()
 
     baseline = sequential_generate(weights, prompts, args.max_tokens, args.threads)
     print(
