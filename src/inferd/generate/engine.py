@@ -149,6 +149,17 @@ class Engine:
         try:
             while not finished:
                 delta = await queue.get()
+                # A client that fell behind gets what piled up as one Delta, not one per token:
+                # under load the event loop then does less work per token, not more.
+                while delta.finish_reason is None and not queue.empty():
+                    later = queue.get_nowait()
+                    delta = Delta(
+                        delta.text + later.text,
+                        delta.token_ids + later.token_ids,
+                        later.finish_reason,
+                        later.prompt_tokens,
+                        later.completion_tokens,
+                    )
                 finished = delta.finish_reason is not None
                 yield delta
         finally:
