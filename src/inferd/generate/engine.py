@@ -33,7 +33,9 @@ logger = logging.getLogger("inferd.generate")
 class _Request:
     sequence: Sequence
     stream: TextStream
-    deliver: Callable[[Delta], None]
+    loop: asyncio.AbstractEventLoop
+    """The event loop of the client that reads `queue`."""
+    queue: asyncio.Queue[Delta]
     generator: torch.Generator | None
     submitted: float = field(default_factory=time.perf_counter)
     last_token_at: float | None = None
@@ -85,6 +87,8 @@ class Engine:
         self._lock = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="inferd-generate", daemon=True)
+        self._outbox: list[tuple[_Request, Delta]] = []
+        """Deltas produced by the engine thread and not yet handed to their event loops."""
         self.observer: StepObserver | None = None
 
     # --- the client side ----------------------------------------------------------------
@@ -102,8 +106,8 @@ class Engine:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def submit(
-        self, prompt: list[int], params: SamplingParams, deliver: Callable[[Delta], None]
+    def _submit(
+        self, prompt: list[int], params: SamplingParams, queue: asyncio.Queue[Delta]
     ) -> int:
         """Queue a request (raises at once if it can never run or must wait too long)."""
         params.check(self.limits.max_context)
@@ -116,7 +120,8 @@ class Engine:
         generator = None
         if params.seed is not None:
             generator = torch.Generator().manual_seed(params.seed)
-        request = _Request(sequence, TextStream(self.tokenizer, params.stop), deliver, generator)
+        stream = TextStream(self.tokenizer, params.stop)
+        request = _Request(sequence, stream, asyncio.get_running_loop(), queue, generator)
         with self._lock:
             if self._closed:  # no thread would ever run it: the stream would wait forever
                 raise ModelNotReadyError("the model is shutting down; retry later")
@@ -136,13 +141,8 @@ class Engine:
         """Queue the request now (so a refusal is raised here, before any reply is sent) and
         return its output as it is produced; the last Delta has a finish_reason. Leaving the
         iteration early aborts the request."""
-        loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Delta] = asyncio.Queue()
-
-        def deliver(delta: Delta) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, delta)
-
-        return self._follow(self.submit(prompt, params, deliver), queue)
+        return self._follow(self._submit(prompt, params, queue), queue)
 
     async def _follow(self, sequence_id: int, queue: asyncio.Queue[Delta]) -> AsyncIterator[Delta]:
         finished = False
@@ -192,7 +192,9 @@ class Engine:
                 if self._closed:
                     for request in list(self._requests.values()):
                         self._end(request, "abort")
+                    self._flush()
                     return
+            self._flush()  # the ends of aborted requests
             try:
                 self._step(plan.prefill, plan.decode)
             except Exception as error:  # a model failure ends its step's requests, not the engine
@@ -202,6 +204,7 @@ class Engine:
                         failed = self._requests.get(sequence.id)
                         if failed is not None:
                             self._end(failed, f"error: {error}")
+                self._flush()
 
     def _batch(self, prefill: list[Sequence], decode: list[Sequence]) -> StepBatch:
         ids: list[int] = []
@@ -271,19 +274,29 @@ class Engine:
             with self._lock:
                 for request, reason in finished:
                     self._end(request, reason)
+        self._flush()
         if self.observer is not None:
             self.observer(timings)
 
-    @staticmethod
-    def _send(request: _Request, delta: Delta) -> None:
-        """Hand a Delta to its client; one whose loop is gone is aborted, not the step."""
-        try:
-            request.deliver(delta)
-        except Exception:
-            logger.warning(
-                "request %d: its client cannot take output; aborting", request.sequence.id
-            )
-            request.aborted = True
+    def _send(self, request: _Request, delta: Delta) -> None:
+        self._outbox.append((request, delta))
+
+    def _flush(self) -> None:
+        """Hand the step's Deltas to their event loops: one wake-up per loop and step, not
+        one per token, so a busy batch costs the HTTP side one callback per step."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Delta]]] = {}
+        for request, delta in self._outbox:
+            by_loop.setdefault(request.loop, []).append((request, delta))
+        self._outbox = []
+        for loop, parcel in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, parcel)
+            except RuntimeError:  # the loop is closed: its clients are gone, not the engine
+                for request, _ in parcel:
+                    logger.warning(
+                        "request %d: its client cannot take output; aborting", request.sequence.id
+                    )
+                    request.aborted = True
 
     def _end(self, request: _Request, reason: str) -> None:
         """Finish a request (under the lock): free its slot and send the closing Delta."""
@@ -303,3 +316,8 @@ class Engine:
             ),
         )
 
+
+def _deliver(parcel: list[tuple[_Request, Delta]]) -> None:
+    """Runs on the clients' event loop: each Delta into its request's queue."""
+    for request, delta in parcel:
+        request.queue.put_nowait(delta)
