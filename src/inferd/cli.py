@@ -30,6 +30,27 @@ TrustOption = Annotated[
     bool,
     typer.Option("--trust-code", help="Allow models that run Python code from their folder."),
 ]
+DataDirOption = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", help="Folder of the store (prediction log, feedback, action outbox)."
+    ),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="INFERD_STORE",
+        help="Store URL instead of DATA_DIR/inferd.db, e.g. postgresql://user@host/db.",
+    ),
+]
+DEFAULT_DATA_DIR = Path(".inferd")
+
+
+def _store_url(data_dir: Path, store: str | None) -> str:
+    from inferd.store import default_store_url
+
+    return store or default_store_url(data_dir)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -61,6 +82,12 @@ def serve(
         str, typer.Option(help="Largest request body accepted, e.g. 32MiB.")
     ] = "32MiB",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    store: StoreOption = None,
+    retention_days: Annotated[
+        float,
+        typer.Option(help="Days logged predictions and delivered actions are kept."),
+    ] = 30.0,
 ) -> None:
     """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
     import uvicorn
@@ -72,9 +99,19 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    application = create_app(
-        repo, trust_code=trust_code, api_key=api_key, max_body_bytes=parse_size(max_body_size)
-    )
+    if retention_days <= 0:
+        raise _fail("--retention-days must be positive")
+    try:
+        application = create_app(
+            repo,
+            trust_code=trust_code,
+            api_key=api_key,
+            max_body_bytes=parse_size(max_body_size),
+            store_url=_store_url(data_dir, store),
+            retention_days=retention_days,
+        )
+    except Exception as error:  # a bad URL, an unreachable database, a read-only folder
+        raise _fail(f"cannot open the store: {error}") from None
     uvicorn.run(
         application,
         host=host,
@@ -266,10 +303,29 @@ def evaluate(
         f"{report.model} v{report.version}: {report.metric} = {report.value:.4f} on "
         f"{report.count} examples ({report.failed} failed){threshold} {verdict}",
         highlight=False,
+        soft_wrap=True,
     )
     if report.per_class is not None:
         scores = ", ".join(f"{label} {ap:.3f}" for label, ap in report.per_class.items())
         console.print(f"  average precision per class: {scores}", highlight=False)
+    if report.classes is not None:
+        required = report.min_recall or {}
+        width = max((len(name) for name in report.classes), default=0)
+        for name, counts in report.classes.items():
+            precision = "n/a" if counts.precision is None else f"{counts.precision:.4f}"
+            recall = "n/a" if counts.recall is None else f"{counts.recall:.4f}"
+            need = f" (min recall {required[name]})" if name in required else ""
+            console.print(
+                f"  {name:<{width}}  precision {precision} ({counts.correct}/{counts.predicted})"
+                f"  recall {recall} ({counts.correct}/{counts.support}){need}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    for problem in report.failures:
+        console.print(
+            f"  failed: {problem}", style="red", markup=False, highlight=False, soft_wrap=True
+        )
     if report.passed is False:
         raise typer.Exit(1)
 
@@ -328,6 +384,70 @@ def generate(
     finally:
         engine.close()
     err_console.print(f"[dim]({reason})[/dim]", highlight=False)
+
+
+@app.command()
+def actions(
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    store: StoreOption = None,
+    state: Annotated[
+        str | None, typer.Option(help="Only actions in this state: pending, delivered, failed.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model's actions.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many (newest first).")] = 50,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Queue the failed actions shown again.")
+    ] = False,
+) -> None:
+    """List the actions in the store's outbox (what the rules decided, and its delivery)."""
+    import time
+
+    from inferd.store import open_store
+
+    if state not in (None, "pending", "delivered", "failed"):
+        raise _fail(f"--state must be pending, delivered or failed; got {state!r}")
+    url = _store_url(data_dir, store)
+    if store is None and not (data_dir / "inferd.db").exists():
+        raise _fail(f"{data_dir} holds no store yet; start `inferd serve --data-dir {data_dir}`")
+    try:
+        opened = open_store(url)
+    except Exception as error:
+        raise _fail(f"cannot open the store {url}: {error}") from None
+    try:
+        if retry_failed:
+            count = opened.retry_failed(model=model)
+            console.print(f"{count} failed actions queued again")
+            return
+        counts = opened.action_counts()
+        found = opened.list_actions(state=state, model=model, limit=limit)
+    finally:
+        opened.close()
+    summary = ", ".join(
+        f"{m} {s}: {n}" for (m, s), n in sorted(counts.items()) if model in (None, m)
+    )
+    console.print(summary or "the outbox is empty", highlight=False)
+    if not found:
+        return
+    table = Table("id", "model", "decision", "action", "state", "tries", "when", "request", "note")
+    now = time.time()
+    for action in found:
+        if action.state == "pending" and action.next_attempt_at > now:
+            note = f"next try in {action.next_attempt_at - now:.0f}s: {action.last_error or ''}"
+        else:
+            note = action.last_error or ""
+        table.add_row(
+            str(action.id),
+            action.model,
+            action.decision,
+            action.action,
+            action.state,
+            str(action.attempts),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(action.created_at)),
+            action.request_id,
+            note[:80],
+        )
+    # Piped or captured output gets whole rows rather than cells cut to 80 columns.
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from inferd.stages import (
     tabular,
     text,
 )
+from inferd.stages.decide import Rules
 from inferd.stages.decode import InputDecoder
 
 logger = logging.getLogger("inferd.pipeline")
@@ -92,10 +93,12 @@ class Pipeline:
         backend: Backend,
         labels: list[str] | None = None,
         model_dir: Path | None = None,
+        trust_code: bool = False,
     ) -> None:
         self.spec = spec
         self.backend = backend
-        self._model_dir = model_dir
+        self.labels = labels
+        self.model_dir = model_dir
         self._pad_values: dict[str, float] = {}
         """Model inputs whose last axis varies per item, padded with this value per batch."""
         self.batched = spec.batched
@@ -112,6 +115,10 @@ class Pipeline:
         else:
             declared = list(spec.outputs) or backend.outputs
             self.outputs = _strip_batch(declared) if self.batched and not spec.outputs else declared
+        self.rules = (
+            Rules(spec, labels, self.inputs, model_dir, trust_code) if spec.decide else None
+        )
+        """Stage 6, decide; run by the DataPlane, which has the request's parameters."""
 
     # --- building -----------------------------------------------------------------------
 
@@ -152,7 +159,7 @@ class Pipeline:
             source = self._wire_input(stage.input, "text")
             for target in stage.outputs.values():
                 self._model_input(target, "text")
-            step, pads = text.build(stage, source, self._model_dir)
+            step, pads = text.build(stage, source, self.model_dir)
             self._pad_values.update(pads)
             return step
         if isinstance(stage, ImageStage):

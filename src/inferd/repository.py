@@ -194,7 +194,7 @@ def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
                 continue
             else:
                 backend = load_backend(version_spec, version_dir, trust_code)
-            pipeline = Pipeline(version_spec, backend, labels, model_dir)
+            pipeline = Pipeline(version_spec, backend, labels, model_dir, trust_code)
         except InferdError as error:
             entry.errors.append(f"version {number}: {error.message}")
             continue

@@ -8,6 +8,8 @@ model.yaml is caught when the file is read, never mid-request.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -381,6 +383,30 @@ class EvalSpec(_Strict):
     """For mase: the season length m of the naive forecast that scales the error."""
     iou: float = Field(default=0.5, gt=0, le=1)
     """For map: the overlap a detection needs with a true box to count as a hit."""
+    min_recall: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = None
+    """For accuracy: class label → the recall that class must reach (e.g. {malignant: 0.93});
+    the eval passes only when the threshold and every listed recall are met."""
+
+    @field_validator("min_recall", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        """YAML reads `{3: 0.9}` with an int key; class labels are text ("3")."""
+        if isinstance(value, dict):
+            return {
+                str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v
+                for k, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _recall_needs_classes(self) -> EvalSpec:
+        if self.min_recall is not None and self.metric != "accuracy":
+            raise ValueError(
+                f'min_recall applies to metric "accuracy" (a classifier), not "{self.metric}"'
+            )
+        if self.min_recall is not None and not self.min_recall:
+            raise ValueError("min_recall must name at least one class, or be left out")
+        return self
 
 
 class GenerationSpec(_Strict):
@@ -405,6 +431,76 @@ class PythonSpec(_Strict):
     module: ModelFile = "model.py"
     """File in the version folder; loaded only when serving with --trust-code."""
     class_name: str = Field(default="Model", alias="class")
+
+
+_DECISION_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+
+class WebhookAction(_Strict):
+    """POST the decision's event as JSON to a URL, retried with backoff until it is taken."""
+
+    type: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    backoff_s: float = Field(default=1.0, gt=0)
+    """Wait before the second attempt; doubled after each failure."""
+    max_backoff_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")) or len(url) < 10:
+            raise ValueError(f"url {url!r} must be an http:// or https:// URL")
+        return url
+
+
+class LogAction(_Strict):
+    """A structured log line (logger inferd.actions) for each decision."""
+
+    type: Literal["log"]
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class PythonAction(_Strict):
+    """Call `function(event)` from a .py file of the model folder (only with --trust-code)."""
+
+    type: Literal["python"]
+    entry: str
+    """"file.py:function", the file relative to the model folder."""
+
+    @field_validator("entry")
+    @classmethod
+    def _entry(cls, entry: str) -> str:
+        file, _, function = entry.partition(":")
+        if not file.endswith(".py") or not function.isidentifier():
+            raise ValueError(f"entry {entry!r} must look like 'actions.py:function_name'")
+        _inside_model_folder(file)
+        return entry
+
+
+ActionSpec = Annotated[WebhookAction | LogAction | PythonAction, Field(discriminator="type")]
+
+
+class DecideRule(_Strict):
+    """When `when` is true for a prediction, the response carries `decision` and its
+    actions are recorded in the outbox before the response is sent."""
+
+    decision: str = Field(pattern=_DECISION_NAME)
+    when: str
+    """An expression over the prediction, the inputs and the request parameters."""
+    actions: list[ActionSpec] = Field(default_factory=list)
+    description: str = ""
+
+
+class PredictionLogSpec(_Strict):
+    """Which predictions go to the store's prediction log, and what of them is kept."""
+
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    """Fraction of predictions logged (each item drawn independently)."""
+    inputs: Literal["all", "none"] | list[str] = "all"
+    """Wire inputs kept with each logged prediction (binary inputs are never kept)."""
 
 
 _POSTPROCESS_FOR_TASK = {
@@ -436,6 +532,10 @@ class ModelSpec(_Strict):
     python: PythonSpec | None = None
     generation: GenerationSpec | None = None
     versions: Literal["latest", "all"] | list[int] = "latest"
+    decide: list[DecideRule] = Field(default_factory=list)
+    """Rules over each prediction: decisions for the response and actions to carry out."""
+    prediction_log: PredictionLogSpec | None = None
+    """Log predictions to the store (for feedback and monitoring); off when absent."""
 
     @field_validator("labels")
     @classmethod
@@ -456,6 +556,23 @@ class ModelSpec(_Strict):
             raise ValueError("a model with preprocess stages must declare its wire `inputs`")
         if self.backend == "python" and (not self.inputs or not self.outputs):
             raise ValueError("a python-backend model must declare its `inputs` and `outputs`")
+        decisions = [rule.decision for rule in self.decide]
+        if len(set(decisions)) != len(decisions):
+            raise ValueError("decide: each rule needs its own decision name")
+        if self.decide and self.task not in _POSTPROCESS_FOR_TASK:
+            raise ValueError(
+                f'decide rules need a prediction to read: task "{self.task}" has none '
+                f"(use one of {', '.join(_POSTPROCESS_FOR_TASK)})"
+            )
+        if isinstance(self.prediction_log, PredictionLogSpec) and isinstance(
+            self.prediction_log.inputs, list
+        ):
+            unknown = set(self.prediction_log.inputs) - set(names)
+            if unknown:
+                raise ValueError(
+                    f"prediction_log.inputs names unknown inputs {sorted(unknown)}; "
+                    f"the inputs are {names}"
+                )
         if (self.task == "generation") != (self.backend == "torch"):
             raise ValueError(
                 'task "generation" runs on backend "torch" (the generation engine), and only it'
@@ -491,6 +608,9 @@ _STAGE_TAGS = {
     "regress",
     "forecast",
     "detect",
+    "webhook",
+    "log",
+    "python",
 }
 
 
@@ -530,8 +650,40 @@ def load_spec(model_dir: Path) -> ModelSpec | None:
         raise SpecError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path} must be a mapping of keys (name, task, backend, ...)")
+    data = _with_environment(data, str(path))
     data.setdefault("name", model_dir.name)
     return parse_spec(data, str(path))
+
+
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _with_environment(value: Any, source: str) -> Any:
+    """Replace `${NAME}` and `${NAME:-default}` in every string value of model.yaml (`$$` is a
+    literal `$`). Substitution happens after YAML parsing, so a variable's value is always
+    text inside one value and can never add keys to the file."""
+    if isinstance(value, dict):
+        return {key: _with_environment(item, source) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_environment(item, source) for item in value]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if found is not None and (found or default is None):
+            return found
+        if default is not None:
+            return default
+        raise SpecError(
+            f"{source} uses ${{{name}}} but the environment variable {name} is not set; "
+            f"set it, or give a default: ${{{name}:-value}}"
+        )
+
+    return _VARIABLE.sub(substitute, value)
 
 
 def load_labels(spec: ModelSpec, model_dir: Path) -> list[str] | None:

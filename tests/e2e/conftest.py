@@ -85,6 +85,8 @@ class Server:
 
 def start_server(repo: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
+    if "--data-dir" not in args and "--store" not in args:  # never the working directory's
+        args = ("--data-dir", str(log.parent / f"data-{port}"), *args)
     command = [sys.executable, "-m", "inferd.cli", "serve", str(repo), "--port", str(port), *args]
     out = log.open("wb")
     process = subprocess.Popen(

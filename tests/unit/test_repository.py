@@ -328,7 +328,12 @@ async def test_a_generation_model_serves_once_started(tmp_path: Path) -> None:
         prompt = model.engine.encode("def f():")
         from inferd.generate.sampling import SamplingParams
 
-        deltas = [d async for d in model.engine.stream(prompt, SamplingParams(max_tokens=3))]
+        deltas = [
+            d
+            async for d in model.engine.stream(
+                prompt, SamplingParams(max_tokens=3, ignore_eos=True)
+            )
+        ]
         assert deltas[-1].finish_reason == "length" and deltas[-1].completion_tokens == 3
     finally:
         await repository.stop()

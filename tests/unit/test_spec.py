@@ -484,3 +484,109 @@ def test_generation_runs_on_the_torch_engine_only() -> None:
     assert "generation.max_sequences" in _error(
         {"name": "m", "task": "generation", "backend": "torch", "generation": {"max_sequences": 0}}
     )
+
+
+# --- decide rules, prediction log and environment variables --------------------------------
+
+
+def _classifier(**extra: Any) -> dict[str, Any]:
+    return {
+        "name": "m",
+        "task": "classification",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}],
+        "postprocess": [{"type": "classify"}],
+        "labels": ["no", "yes"],
+        **extra,
+    }
+
+
+def test_decide_rules_and_actions_parse() -> None:
+    spec = parse_spec(
+        _classifier(
+            decide=[
+                {
+                    "decision": "alert",
+                    "when": 'label == "yes"',
+                    "actions": [
+                        {"type": "webhook", "url": "http://127.0.0.1:9/hook", "max_attempts": 3},
+                        {"type": "log", "level": "warning"},
+                        {"type": "python", "entry": "acts.py:notify"},
+                    ],
+                }
+            ],
+            prediction_log={"sample_rate": 0.5, "inputs": ["x"]},
+        )
+    )
+    kinds = [action.type for action in spec.decide[0].actions]
+    assert kinds == ["webhook", "log", "python"]
+    assert spec.prediction_log is not None and spec.prediction_log.sample_rate == 0.5
+
+
+def test_decision_names_must_be_unique() -> None:
+    rule = {"decision": "alert", "when": "true"}
+    assert "its own decision name" in _error(_classifier(decide=[rule, rule]))
+
+
+def test_decide_needs_a_task_with_a_prediction() -> None:
+    message = _error({"name": "m", "decide": [{"decision": "a", "when": "true"}]})
+    assert 'task "tensor" has none' in message
+
+
+def test_webhook_url_must_be_http() -> None:
+    rule = {"decision": "a", "when": "true", "actions": [{"type": "webhook", "url": "ftp://x/y"}]}
+    message = _error(_classifier(decide=[rule]))
+    assert "decide.0.actions.0.url" in message and "http:// or https://" in message
+
+
+def test_python_action_entry_must_name_a_file_and_function_inside_the_folder() -> None:
+    for entry in ("acts.py", "acts.py:not a name", "../acts.py:f", "/abs.py:f"):
+        rule = {"decision": "a", "when": "true", "actions": [{"type": "python", "entry": entry}]}
+        assert "decide.0.actions.0.entry" in _error(_classifier(decide=[rule])), entry
+
+
+def test_prediction_log_inputs_must_be_inputs() -> None:
+    message = _error(_classifier(prediction_log={"inputs": ["x", "nope"]}))
+    assert "['nope']" in message
+
+
+def test_environment_variables_fill_model_yaml_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_URL", "http://127.0.0.1:9/from-env")
+    monkeypatch.setenv("EMPTY", "")
+    monkeypatch.delenv("UNSET_ONE", raising=False)
+    (tmp_path / "model.yaml").write_text(
+        "task: classification\n"
+        "labels: [cold, hot]\n"
+        "description: costs $$5, default ${UNSET_ONE:-fallback}, empty ${EMPTY:-was empty}\n"
+        "inputs: [{name: x, datatype: FP32, shape: [1]}]\n"
+        "postprocess: [{type: classify}]\n"
+        "decide:\n"
+        "  - decision: alert\n"
+        "    when: 'true'\n"
+        "    actions: [{type: webhook, url: '${HOOK_URL}', timeout_s: '${TIMEOUT:-2.5}'}]\n"
+    )
+    spec = load_spec(tmp_path)
+    assert spec is not None
+    action = spec.decide[0].actions[0]
+    assert action.type == "webhook" and action.url == "http://127.0.0.1:9/from-env"
+    assert action.timeout_s == 2.5
+    assert spec.description == "costs $5, default fallback, empty was empty"
+
+
+def test_an_unset_environment_variable_without_default_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INFERD_TEST_MISSING", raising=False)
+    (tmp_path / "model.yaml").write_text("description: ${INFERD_TEST_MISSING}\n")
+    with pytest.raises(SpecError, match=r"INFERD_TEST_MISSING is not set.*INFERD_TEST_MISSING:-"):
+        load_spec(tmp_path)
+
+
+def test_environment_values_cannot_add_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SNEAKY", "x\nbackend: python")
+    (tmp_path / "model.yaml").write_text("description: ${SNEAKY}\n")
+    spec = load_spec(tmp_path)
+    assert spec is not None and spec.backend == "onnx" and spec.description == "x\nbackend: python"

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from inferd import __version__
@@ -20,12 +21,15 @@ from inferd.datatypes import datatype_of
 from inferd.errors import BadRequestError, InferdError, ModelError, ModelNotReadyError
 from inferd.pipeline import ItemResult
 from inferd.repository import ModelRepository, ModelVersion
+from inferd.server.feedback import TruthCheck, truth_check
 from inferd.server.metrics import Metrics
+from inferd.server.recording import Outcome, Recorder, kept_inputs
 from inferd.spec import TensorSpec
 from inferd.stages import Item
 
 if TYPE_CHECKING:
     from inferd.generate.engine import EngineStats
+    from inferd.store import FeedbackEntry, Store
 
 logger = logging.getLogger("inferd.server")
 
@@ -57,12 +61,38 @@ def _merged_notes(notes: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+@dataclass(frozen=True)
+class _Copied:
+    read: dict[str, Any]
+    """Inputs the rules read."""
+    kept: dict[str, Any] | None
+    """Inputs the prediction log keeps."""
+
+
+def _with_decisions(notes: dict[str, Any], decisions: list[list[str]] | None) -> dict[str, Any]:
+    """V2 parameters are scalars, so the decisions are one string: each item's decision
+    names joined by ",", the items joined by ";" ("specialist_review;" for two items)."""
+    if decisions is None:
+        return notes
+    return {**notes, "decisions": ";".join(",".join(names) for names in decisions)}
+
+
 class DataPlane:
     """Health, metadata and inference over a ModelRepository."""
 
-    def __init__(self, repository: ModelRepository, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        metrics: Metrics,
+        store: Store | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.repository = repository
         self.metrics = metrics
+        self.store = store
+        """The prediction log and the outbox; None when the server runs without a store."""
+        self.recorder = recorder
+        """Saves decisions' actions and logged predictions; None runs no rules' actions."""
         self.started = False
 
     def queue_states(self) -> Iterable[tuple[str, str, int, int]]:
@@ -178,7 +208,12 @@ class DataPlane:
         """An Open Inference Protocol (V2) request: tensors in, tensors out."""
         model = self.repository.get(name, version)
         items = model.predictive.items_from_tensors(request.inputs)
+        copied = self._copy_inputs(model, items)
+        started = time.perf_counter()
         results = await self._run(model, items, request_id, deadline, label_items=False)
+        decisions = await self._decide(
+            model, request_id, copied, results, request.parameters or {}, started
+        )
         tensors = model.predictive.tensors_from_predictions([r.prediction for r in results])
         outputs = [
             InferTensor(
@@ -194,7 +229,10 @@ class DataPlane:
             model_version=str(model.version),
             id=request.id if request.id is not None else request_id,
             outputs=outputs,
-            parameters=_merged_notes([r.prediction.parameters for r in results]),
+            parameters=_with_decisions(
+                _merged_notes([r.prediction.parameters for r in results]),
+                decisions if model.predictive.rules is not None else None,
+            ),
         )
 
     async def predict(
@@ -204,8 +242,10 @@ class DataPlane:
         instances: Sequence[Any],
         request_id: str,
         deadline: float | None = None,
+        parameters: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """A KServe V1 request: instances a person would send, predictions a person reads."""
+        """A KServe V1 request: instances a person would send, predictions a person reads
+        (with `decisions` when the model has decide rules)."""
         model = self.repository.get(name, version)
         items: list[Item] = []
         for position, instance in enumerate(instances):
@@ -215,8 +255,108 @@ class DataPlane:
                 if len(instances) > 1:
                     raise error.about(f"instance {position}") from None
                 raise
+        copied = self._copy_inputs(model, items)
+        started = time.perf_counter()
         results = await self._run(model, items, request_id, deadline, label_items=True)
-        return [r.prediction.as_json() for r in results]
+        decisions = await self._decide(
+            model, request_id, copied, results, parameters or {}, started
+        )
+        answers = [r.prediction.as_json() for r in results]
+        if model.predictive.rules is not None:
+            answers = [{**a, "decisions": d} for a, d in zip(answers, decisions, strict=True)]
+        return answers
+
+    # --- feedback ------------------------------------------------------------------------
+
+    async def feedback(self, entries: list[FeedbackEntry]) -> dict[str, Any]:
+        """Attach ground truth to logged predictions: all entries or none (a wrong truth is a
+        400 naming its entry); ids the prediction log lacks are reported back."""
+        store = self.store
+        if store is None:
+            raise ModelNotReadyError("this server runs without a store; start it with --data-dir")
+        ids = sorted({entry.request_id for entry in entries})
+        logged = await asyncio.to_thread(store.find_predictions, ids)
+        checks: dict[str, TruthCheck] = {}
+        for position, entry in enumerate(entries):
+            for record in logged.get(entry.request_id, []):
+                if record.item != entry.item:
+                    continue
+                check = checks.get(record.model)
+                if check is None:
+                    check = checks[record.model] = self._truth_check(record.model)
+                problem = check(entry.value)
+                if problem is not None:
+                    where = f"feedback[{position}]: " if len(entries) > 1 else ""
+                    raise BadRequestError(where + problem)
+        unknown = await asyncio.to_thread(store.attach_feedback, entries, time.time())
+        return {
+            "recorded": len(entries) - len(unknown),
+            "unknown": [{"request_id": rid, "item": item} for rid, item in unknown],
+        }
+
+    def _truth_check(self, name: str) -> TruthCheck:
+        try:
+            model = self.repository.get(name)
+        except InferdError:  # no longer served: its truth is taken as given
+            return lambda _: None
+        labels = model.pipeline.labels if model.pipeline is not None else None
+        return truth_check(model.spec, labels)
+
+    # --- decide and record (stage 6) ----------------------------------------------------
+
+    def _copy_inputs(self, model: ModelVersion, items: list[Item]) -> list[_Copied]:
+        """What rules and the prediction log need of each item's inputs, taken before the
+        items are preprocessed."""
+        pipeline = model.predictive
+        rules = pipeline.rules
+        return [
+            _Copied(
+                rules.inputs_of(item) if rules is not None else {},
+                kept_inputs(model.spec, item) if self.recorder is not None else None,
+            )
+            for item in items
+        ]
+
+    async def _decide(
+        self,
+        model: ModelVersion,
+        request_id: str,
+        copied: list[_Copied],
+        results: list[ItemResult],
+        parameters: Mapping[str, Any],
+        started: float,
+    ) -> list[list[str]]:
+        """Run the rules on every item, then save the actions and log records before the
+        caller answers; the decision names per item."""
+        pipeline = model.predictive
+        rules = pipeline.rules
+        outcomes = [
+            Outcome(
+                item=index,
+                prediction=result.prediction,
+                decided=rules.decide(result.prediction, copy.read, parameters) if rules else [],
+                inputs=copy.kept,
+                read_inputs=copy.read,
+            )
+            for index, (copy, result) in enumerate(zip(copied, results, strict=True))
+        ]
+        if self.recorder is not None:
+            await self.recorder.save(
+                model.spec,
+                str(model.version),
+                pipeline.model_dir,
+                request_id,
+                outcomes,
+                time.perf_counter() - started,
+            )
+        elif any(outcome.decided for outcome in outcomes) and any(
+            rule.actions for outcome in outcomes for rule in outcome.decided
+        ):
+            logger.warning("request %s: decisions made but no store to act on them", request_id)
+        for outcome in outcomes:
+            for rule in outcome.decided:
+                self.metrics.decision(model.name, rule.decision)
+        return [[rule.decision for rule in outcome.decided] for outcome in outcomes]
 
     async def _run(
         self,

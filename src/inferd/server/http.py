@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -47,7 +48,10 @@ from inferd.server.asgi import (
     serve_lifespan,
 )
 from inferd.server.dataplane import DataPlane
+from inferd.server.feedback import parse_feedback
 from inferd.server.metrics import Metrics
+from inferd.server.outbox import Outbox
+from inferd.server.recording import Recorder
 from inferd.spec import GenerationSpec
 
 logger = logging.getLogger("inferd.server")
@@ -56,7 +60,24 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 TIMEOUT_HEADER = "inferd-timeout-ms"
 T = TypeVar("T")
 _request_ids = itertools.count(1)
-_id_prefix = os.urandom(3).hex()
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+
+
+def _client_request_id(request: HttpRequest) -> str | None:
+    """The client's own X-Request-Id, when it sent a usable one (it names the prediction in
+    the log, the actions' idempotency keys and feedback)."""
+    given = request.headers.get("x-request-id")
+    if given is None:
+        return None
+    if not _REQUEST_ID.match(given):
+        raise BadRequestError(
+            "X-Request-Id must be 1-128 characters of letters, digits and ._:/+=@-"
+        )
+    return given
+
+
+_id_prefix = os.urandom(6).hex()
+"""Per process, so generated request ids stay unique across restarts (the store keeps them)."""
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -133,22 +154,44 @@ class HttpServer:
         trust_code: bool = False,
         api_key: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        store_url: str | None = None,
+        retention_days: float = 30.0,
     ) -> None:
+        self.outbox: Outbox | None = None
         self.metrics = Metrics(
             queues=lambda: self.dataplane.queue_states(),
             known_models=lambda name: self.dataplane.known(name),
             engines=lambda: self.dataplane.engine_states(),
+            actions=self._outbox_counts if store_url else None,
         )
+        if store_url:
+            self.outbox = Outbox(
+                store_url,
+                trust_code=trust_code,
+                retention_days=retention_days,
+                on_outcome=self.metrics.action_outcome,
+            )
         self.repository = ModelRepository(
             repository_path, trust_code=trust_code, on_batch=self.metrics.observe_batch
         )
-        self.dataplane = DataPlane(self.repository, self.metrics)
+        self.dataplane = DataPlane(
+            self.repository,
+            self.metrics,
+            store=self.outbox.store if self.outbox else None,
+            recorder=Recorder(self.outbox.writer) if self.outbox else None,
+        )
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
 
         self.router = self._routes()
 
+    def _outbox_counts(self) -> dict[tuple[str, str], int]:
+        assert self.outbox is not None
+        return self.outbox.store.action_counts()
+
     async def startup(self) -> None:
+        if self.outbox is not None:
+            await self.outbox.start()  # first: actions left by a previous run go out now
         await asyncio.to_thread(self.repository.load)
         await self.repository.start()
         for model in self.dataplane.generation_models():
@@ -162,6 +205,8 @@ class HttpServer:
     async def shutdown(self) -> None:
         self.dataplane.started = False
         await self.repository.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()
 
     def _routes(self) -> Router:
         router = Router()
@@ -175,6 +220,7 @@ class HttpServer:
         for prefix in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
             router.add(prefix, self.model_ready)
             router.add(prefix + ":predict", self.predict, post)
+        router.add("/v1/feedback", self.feedback, post)
         router.add("/v1/models", self.openai_models)
         router.add("/v1/completions", self.completions, post)
         router.add("/v1/chat/completions", self.chat_completions, post)
@@ -203,10 +249,8 @@ class HttpServer:
         try:
             handler, params = self.router.match(scope["method"], scope["path"])
             request = HttpRequest(scope, receive, params)
-            request_id = request.headers.get("x-request-id") or (
-                f"{_id_prefix}-{next(_request_ids)}"
-            )
-            request.id = request_id
+            request_id = f"{_id_prefix}-{next(_request_ids)}"
+            request_id = request.id = _client_request_id(request) or request_id
             model = params.get("model", "")
             self._authorize(request)
             response = await handler(request)
@@ -230,6 +274,8 @@ class HttpServer:
         if model:
             protocol = "v1" if scope["path"].startswith("/v1") else "v2"
             self.metrics.count(model, protocol, response.status)
+        if request_id:
+            response.headers.setdefault("x-request-id", request_id)
         return response
 
     def _authorize(self, request: HttpRequest) -> None:
@@ -301,14 +347,20 @@ class HttpServer:
         if not instances:
             raise BadRequestError('"instances" is empty; send at least one instance')
         parameters = body.get("parameters")
-        deadline = _deadline(request, parameters if isinstance(parameters, dict) else None)
+        if parameters is not None and not isinstance(parameters, dict):
+            raise BadRequestError('"parameters" must be a JSON object of named values')
+        deadline = _deadline(request, parameters)
         predictions = await _unless_disconnected(
             request,
             self.dataplane.predict(
-                params["model"], params.get("version"), instances, request.id, deadline
+                params["model"], params.get("version"), instances, request.id, deadline, parameters
             ),
         )
         return _json({"predictions": predictions}, headers={"x-request-id": request.id})
+
+    async def feedback(self, request: HttpRequest) -> HttpResponse:
+        entries = parse_feedback(json_loads(await request.body(self.max_body_bytes)))
+        return _json(await self.dataplane.feedback(entries))
 
     # --- OpenAI-compatible generation ---------------------------------------------------------
 
@@ -374,8 +426,16 @@ def create_app(
     trust_code: bool = False,
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    store_url: str | None = None,
+    retention_days: float = 30.0,
 ) -> HttpServer:
-    """The ASGI app serving every model in `repository_path`."""
+    """The ASGI app serving every model in `repository_path`; with a store URL it records
+    decisions' actions (and delivers them) and the models' prediction logs."""
     return HttpServer(
-        repository_path, trust_code=trust_code, api_key=api_key, max_body_bytes=max_body_bytes
+        repository_path,
+        trust_code=trust_code,
+        api_key=api_key,
+        max_body_bytes=max_body_bytes,
+        store_url=store_url,
+        retention_days=retention_days,
     )

@@ -97,6 +97,27 @@ class _EngineCollector(Collector):
         yield cache
 
 
+ActionReader = Callable[[], dict[tuple[str, str], int]]
+"""(model, state) → number of actions in the outbox in that state."""
+
+
+class _ActionCollector(Collector):
+    """Outbox contents read from the store at scrape time (so they survive restarts)."""
+
+    def __init__(self, read: ActionReader) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        actions = GaugeMetricFamily(
+            "inferd_actions_in_outbox",
+            "Actions in the store's outbox by state (pending: not yet delivered)",
+            labels=["model", "state"],
+        )
+        for (model, state), count in sorted(self._read().items()):
+            actions.add_metric([model, state], count)
+        yield actions
+
+
 class Metrics:
     """The server's metrics; DataPlane records into it, /metrics renders it."""
 
@@ -105,6 +126,7 @@ class Metrics:
         queues: QueueReader,
         known_models: Callable[[str], bool],
         engines: EngineReader = lambda: (),
+        actions: ActionReader | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -147,7 +169,22 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.decisions = Counter(
+            "inferd_decisions",
+            "Decisions made by the models' decide rules",
+            ["model", "decision"],
+            registry=self.registry,
+        )
+        self.action_outcomes = Counter(
+            "inferd_actions",
+            "Action delivery attempts by outcome: delivered, retry (will be tried again), "
+            "failed (given up; see `inferd actions --state failed`)",
+            ["model", "kind", "outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_QueueCollector(queues))
+        if actions is not None:
+            self.registry.register(_ActionCollector(actions))
         self.registry.register(_EngineCollector(engines))
         self._stage_children: dict[tuple[str, str], Histogram] = {}
         self._request_children: dict[tuple[str, str, int], Counter] = {}
@@ -173,6 +210,12 @@ class Metrics:
             tokens.inc(len(timings))
 
         return observe
+
+    def decision(self, model: str, decision: str) -> None:
+        self.decisions.labels(model, decision).inc()
+
+    def action_outcome(self, model: str, kind: str, outcome: str) -> None:
+        self.action_outcomes.labels(model, kind, outcome).inc()
 
     def observe_batch(self, model: str, version: str, size: int) -> None:
         self.batch_size.labels(model, version).observe(size)

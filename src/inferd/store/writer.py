@@ -1,0 +1,156 @@
+"""Group commit for the request path: many requests' records, one transaction.
+
+Requests hand their records to one writer thread and wait; the thread takes everything that
+queued up meanwhile and commits it with one ``Store.save``, so under load a request pays a
+share of a commit instead of a whole one. A request returns only once its records are
+committed: the response never goes out as if its actions were saved when they were not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from inferd.errors import ModelNotReadyError
+from inferd.store.records import ActionRecord, PredictionRecord
+from inferd.store.store import Store
+
+logger = logging.getLogger("inferd.store")
+
+
+@dataclass
+class _Job:
+    predictions: Sequence[PredictionRecord]
+    actions: Sequence[ActionRecord]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the waiter was cancelled; its records are committed all the same
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def _not_saved(exc: BaseException) -> ModelNotReadyError:
+    reason = getattr(exc, "orig", None) or exc
+    return ModelNotReadyError(
+        f"could not record the prediction/actions in the store: {reason}; retry"
+    )
+
+
+class StoreWriter:
+    """One thread that commits queued records in groups; ``save`` awaits the commit.
+
+    ``on_saved`` is called from the writer thread, after a commit that held actions and before
+    its waiters resume, with the names of their models (to wake the dispatcher); it must be
+    thread-safe and quick.
+    """
+
+    def __init__(self, store: Store, on_saved: Callable[[set[str]], None] | None = None) -> None:
+        self._store = store
+        self._on_saved = on_saved
+        self._jobs: list[_Job] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="inferd-store-writer", daemon=True
+            )
+            self._thread.start()
+
+    async def save(
+        self, predictions: Sequence[PredictionRecord], actions: Sequence[ActionRecord]
+    ) -> None:
+        """Return once these records are committed; ModelNotReadyError (503) if they could not
+        be."""
+        if not predictions and not actions:
+            return
+        loop = asyncio.get_running_loop()
+        job = _Job(list(predictions), list(actions), loop, loop.create_future())
+        with self._cond:
+            if self._thread is None:
+                raise RuntimeError("StoreWriter.start() was not called")
+            if self._closing:
+                raise ModelNotReadyError(
+                    "could not record the prediction/actions in the store: the server is "
+                    "shutting down; retry"
+                )
+            self._jobs.append(job)
+            self._cond.notify()
+        await job.future
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closing:
+                    self._cond.wait()
+                if not self._jobs:  # closing and drained
+                    return
+                jobs, self._jobs = self._jobs, []
+            self._commit(jobs)
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        errors: dict[int, BaseException] = {}
+        try:
+            self._store.save(
+                [p for job in jobs for p in job.predictions],
+                [a for job in jobs for a in job.actions],
+            )
+        except Exception as exc:
+            if len(jobs) == 1 or isinstance(exc, OperationalError | InterfaceError):
+                # The database is down or locked: each job alone would fail the same way.
+                logger.error("could not commit %d requests' records: %s", len(jobs), exc)
+                errors = {id(job): _not_saved(exc) for job in jobs}
+            else:
+                # Something in one request's records (a value JSON cannot hold, say) must not
+                # fail its group-mates: commit each on its own.
+                errors = self._commit_one_by_one(jobs)
+        # Notify first, so that once a save returns its actions are already on their way.
+        models = {a.model for job in jobs if id(job) not in errors for a in job.actions}
+        if models and self._on_saved is not None:
+            try:
+                self._on_saved(models)
+            except Exception:
+                logger.exception("the store writer's on_saved callback failed")
+        for job in jobs:
+            error = errors.get(id(job))
+            # A closed event loop raises RuntimeError: nobody waits there any more.
+            with contextlib.suppress(RuntimeError):
+                job.loop.call_soon_threadsafe(_resolve, job.future, error)
+
+    def _commit_one_by_one(self, jobs: list[_Job]) -> dict[int, BaseException]:
+        errors: dict[int, BaseException] = {}
+        for job in jobs:
+            try:
+                self._store.save(job.predictions, job.actions)
+            except Exception as exc:
+                logger.error("could not commit a request's records: %s", exc)
+                errors[id(job)] = _not_saved(exc)
+        return errors
+
+
+__all__ = ["StoreWriter"]
