@@ -215,11 +215,18 @@ class Server:
 # the compute-bound model
 
 
-def build_compute_model(path: Path, seed: int = 0) -> Path:
-    """x[N,3,32,32] → logits[N,10]: two 3x3 Conv+Relu (32, 64 channels), 2x2 MaxPool, then
-    Gemm 16384→768 + Relu and Gemm 768→10. Fixed random weights. The convolutions are
-    compute-bound; the 48 MB first Gemm is memory-bound at batch 1, which is what batching
-    amortizes (its weights are read once per batch instead of once per item)."""
+def build_compute_model(
+    path: Path,
+    seed: int = 0,
+    shape: tuple[int, int, int] = COMPUTE_SHAPE,
+    channels: tuple[int, int] = (32, 64),
+    hidden: int = 768,
+    name: str = "bench_cnn",
+) -> Path:
+    """x[N,3,32,32] → logits[N,10] by default: two 3x3 Conv+Relu (32, 64 channels), 2x2
+    MaxPool, then Gemm 16384→768 + Relu and Gemm 768→10. Fixed random weights. The
+    convolutions are compute-bound; the 48 MB first Gemm is memory-bound at batch 1, which is
+    what batching amortizes (its weights are read once per batch instead of once per item)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -233,10 +240,10 @@ def build_compute_model(path: Path, seed: int = 0) -> Path:
     def zeros(name: str, size: int) -> Any:
         return numpy_helper.from_array(np.zeros(size, np.float32), name)
 
-    c1, c2, hidden, classes = 32, 64, 768, 10
-    features = c2 * (COMPUTE_SHAPE[1] // 2) * (COMPUTE_SHAPE[2] // 2)
+    (c1, c2), classes = channels, 10
+    features = c2 * (shape[1] // 2) * (shape[2] // 2)
     initializers = [
-        weight("w1", (c1, COMPUTE_SHAPE[0], 3, 3)),
+        weight("w1", (c1, shape[0], 3, 3)),
         zeros("b1", c1),
         weight("w2", (c2, c1, 3, 3)),
         zeros("b2", c2),
@@ -259,8 +266,8 @@ def build_compute_model(path: Path, seed: int = 0) -> Path:
     ]
     graph = helper.make_graph(
         nodes,
-        "bench_cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *COMPUTE_SHAPE])],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *shape])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
         initializer=initializers,
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from serve import BenchError, build_trivial_model, ort_session
+from serve import BenchError, build_compute_model, build_trivial_model, ort_session
 
 CNN_SHAPE = (1, 28, 28)
 CNN_CHANNELS = (48, 96)
@@ -52,53 +52,9 @@ class Workload:
 
 def build_cnn(path: Path, seed: int = 0) -> Path:
     """x[N,1,28,28] → logits[N,10]; fixed random weights (see the module docstring)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-
-    def weight(name: str, shape: tuple[int, ...]) -> Any:
-        values = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
-        return numpy_helper.from_array(values.astype(np.float32), name)
-
-    def zeros(name: str, size: int) -> Any:
-        return numpy_helper.from_array(np.zeros(size, np.float32), name)
-
-    (c1, c2), hidden, classes = CNN_CHANNELS, CNN_HIDDEN, 10
-    features = c2 * (CNN_SHAPE[1] // 2) * (CNN_SHAPE[2] // 2)
-    node = helper.make_node
-    graph = helper.make_graph(
-        [
-            node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-            node("Relu", ["c1"], ["r1"]),
-            node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
-            node("Relu", ["c2"], ["r2"]),
-            node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
-            node("Flatten", ["p2"], ["f"]),
-            node("Gemm", ["f", "w3", "b3"], ["h"], transB=1),
-            node("Relu", ["h"], ["rh"]),
-            node("Gemm", ["rh", "w4", "b4"], ["logits"], transB=1),
-        ],
-        "peers_cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *CNN_SHAPE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-        initializer=[
-            weight("w1", (c1, CNN_SHAPE[0], 3, 3)),
-            zeros("b1", c1),
-            weight("w2", (c2, c1, 3, 3)),
-            zeros("b2", c2),
-            weight("w3", (hidden, features)),
-            zeros("b3", hidden),
-            weight("w4", (classes, hidden)),
-            zeros("b4", classes),
-        ],
+    return build_compute_model(
+        path, seed, shape=CNN_SHAPE, channels=CNN_CHANNELS, hidden=CNN_HIDDEN, name="peers_cnn"
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
 
 
 def v2_body(name: str, x: np.ndarray) -> bytes:
