@@ -69,6 +69,9 @@ class _Copied:
     """Inputs the prediction log keeps."""
 
 
+_NOTHING_COPIED = _Copied({}, None)
+
+
 def _with_decisions(notes: dict[str, Any], decisions: list[list[str]] | None) -> dict[str, Any]:
     """V2 parameters are scalars, so the decisions are one string: each item's decision
     names joined by ",", the items joined by ";" ("specialist_review;" for two items)."""
@@ -309,6 +312,8 @@ class DataPlane:
         items are preprocessed."""
         pipeline = model.predictive
         rules = pipeline.rules
+        if rules is None and model.spec.prediction_log is None:
+            return [_NOTHING_COPIED] * len(items)  # most models: nothing to copy or record
         return [
             _Copied(
                 rules.inputs_of(item) if rules is not None else {},
@@ -330,6 +335,8 @@ class DataPlane:
         caller answers; the decision names per item."""
         pipeline = model.predictive
         rules = pipeline.rules
+        if rules is None and model.spec.prediction_log is None:
+            return [[] for _ in results]
         outcomes = [
             Outcome(
                 item=index,
