@@ -564,9 +564,7 @@ class ModelSpec(_Strict):
                 f'decide rules need a prediction to read: task "{self.task}" has none '
                 f"(use one of {', '.join(_POSTPROCESS_FOR_TASK)})"
             )
-        if isinstance(self.prediction_log, PredictionLogSpec) and isinstance(
-            self.prediction_log.inputs, list
-        ):
+        if self.prediction_log is not None and isinstance(self.prediction_log.inputs, list):
             unknown = set(self.prediction_log.inputs) - set(names)
             if unknown:
                 raise ValueError(

@@ -121,6 +121,23 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+TINY_GENERATOR_SPEC = """
+name: tiny
+task: generation
+backend: torch
+generation: {max_context: 64, max_sequences: 4, max_waiting: 8, default_max_tokens: 8}
+"""
+
+
+def start_tiny_generator(root: Path) -> Server:
+    """`inferd serve` over one random tiny GPT-2 named `tiny` (tests/support/tiny_lm.py)."""
+    from tests.support.tiny_lm import gpt2_folder
+
+    gpt2_folder(root / "repo" / "tiny" / "1", positions=64)
+    (root / "repo" / "tiny" / "model.yaml").write_text(TINY_GENERATOR_SPEC)
+    return start_server(root / "repo", root / "server.log")
+
+
 def build_repo(root: Path, *, slow: bool = False) -> Path:
     """The bundled examples plus bare ONNX tensor models (and, if asked, a python model)."""
     repo = root / "repo"

@@ -17,16 +17,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import BUNDLED, Server, start_server, stop_server
-from tests.support.tiny_lm import gpt2_folder
+from tests.e2e.conftest import BUNDLED, Server, start_tiny_generator, stop_server
 
 SHORT = ("--duration", "1", "--warmup", "0.3", "--quiet")
-GENERATION_SPEC = """
-name: tiny
-task: generation
-backend: torch
-generation: {max_context: 64, max_sequences: 4, max_waiting: 8, default_max_tokens: 8}
-"""
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -158,10 +151,7 @@ def test_an_unreachable_url_is_a_clear_error() -> None:
 
 @pytest.fixture(scope="module")
 def generation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("bench-generation")
-    gpt2_folder(root / "repo" / "tiny" / "1", positions=64)
-    (root / "repo" / "tiny" / "model.yaml").write_text(GENERATION_SPEC)
-    running = start_server(root / "repo", root / "server.log")
+    running = start_tiny_generator(tmp_path_factory.mktemp("bench-generation"))
     try:
         yield running
     finally:

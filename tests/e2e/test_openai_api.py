@@ -14,23 +14,12 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import Server, start_server, stop_server
-from tests.support.tiny_lm import gpt2_folder
-
-SPEC = """
-name: tiny
-task: generation
-backend: torch
-generation: {max_context: 64, max_sequences: 4, max_waiting: 8, default_max_tokens: 8}
-"""
+from tests.e2e.conftest import Server, start_tiny_generator, stop_server
 
 
 @pytest.fixture(scope="module")
 def generation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("generation")
-    gpt2_folder(root / "repo" / "tiny" / "1", positions=64)
-    (root / "repo" / "tiny" / "model.yaml").write_text(SPEC)
-    running = start_server(root / "repo", root / "server.log")
+    running = start_tiny_generator(tmp_path_factory.mktemp("generation"))
     try:
         yield running
     finally:
