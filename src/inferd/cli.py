@@ -90,9 +90,8 @@ def serve(
     ] = 30.0,
 ) -> None:
     """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
-    import uvicorn
-
     from inferd.server.http import create_app
+    from inferd.server.httpd import HttpService, ListenError, StartupError
 
     if not repo.is_dir():
         raise _fail(f"model repository {repo} is not a folder")
@@ -112,14 +111,16 @@ def serve(
         )
     except Exception as error:  # a bad URL, an unreachable database, a read-only folder
         raise _fail(f"cannot open the store: {error}") from None
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        proxy_headers=False,
+    service = HttpService(
+        application.handle,
+        startup=application.startup,
+        shutdown=application.shutdown,
+        max_body_bytes=application.max_body_bytes,
     )
+    try:
+        service.run(host, port)
+    except (ListenError, StartupError) as error:
+        raise _fail(str(error)) from None
 
 
 def _is_file(text: str) -> bool:

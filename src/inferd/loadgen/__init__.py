@@ -18,6 +18,7 @@ import platform
 import socket
 from dataclasses import asdict, replace
 
+from inferd.eventloop import loop_factory
 from inferd.loadgen.config import (
     PROTOCOLS,
     SCENARIOS,
@@ -32,7 +33,7 @@ from inferd.loadgen.phase import Phase
 from inferd.loadgen.progress import ProgressDisplay
 from inferd.loadgen.report import markdown, plot, to_json
 from inferd.loadgen.result import BenchResult, Latency, Point, SearchStep
-from inferd.loadgen.runner import loop_factory, make_runner
+from inferd.loadgen.runner import make_runner
 from inferd.loadgen.scenarios import run_scenario
 from inferd.loadgen.stats import summarize
 from inferd.loadgen.workload import build_workload

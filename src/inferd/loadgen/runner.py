@@ -16,10 +16,11 @@ import signal
 import time
 import traceback
 from array import array
-from collections.abc import Callable, MutableSequence
+from collections.abc import MutableSequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from inferd.eventloop import loop_factory
 from inferd.loadgen.config import BenchError
 from inferd.loadgen.driver import SLOTS, Driver
 from inferd.loadgen.http1 import Target
@@ -28,16 +29,6 @@ from inferd.loadgen.stats import PhaseResult, merge
 from inferd.loadgen.workload import Workload
 
 START_DELAY_S = 0.3  # time for every worker to receive a phase and open its connections
-
-
-def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
-    """uvloop when installed (uvicorn[standard] brings it): 1.3-2.5x the requests per
-    CPU-second of the standard loop in this client (bench/README.md)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop, "asyncio"
-    return uvloop.new_event_loop, "uvloop"
 
 
 class Runner(Protocol):

@@ -36,22 +36,19 @@ from inferd.errors import (
 from inferd.generate.request import Delta
 from inferd.repository import ModelRepository
 from inferd.server import generate_v2, openai
-from inferd.server.asgi import (
-    HttpRequest,
-    HttpResponse,
-    MethodNotAllowedError,
-    Receive,
-    Router,
-    Scope,
-    Send,
-    StreamingResponse,
-    serve_lifespan,
-)
+from inferd.server.asgi import AsgiRequest, Receive, Scope, Send, send_response, serve_lifespan
 from inferd.server.dataplane import DataPlane
 from inferd.server.feedback import parse_feedback
 from inferd.server.metrics import Metrics
 from inferd.server.outbox import Outbox
 from inferd.server.recording import Recorder
+from inferd.server.web import (
+    HttpRequest,
+    HttpResponse,
+    MethodNotAllowedError,
+    Router,
+    StreamingResponse,
+)
 from inferd.spec import GenerationSpec
 
 logger = logging.getLogger("inferd.server")
@@ -116,36 +113,19 @@ def _deadline(request: HttpRequest, parameters: dict[str, Any] | None) -> float 
     return time.monotonic() + milliseconds / 1000.0
 
 
-_DISCONNECTED = "inferd.disconnected"
-"""Scope key set when the client went away, so the cancellation it causes is told apart."""
-
-
-async def _cancel_on_disconnect(request: HttpRequest, handler: asyncio.Task[Any]) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            request.scope[_DISCONNECTED] = True
-            handler.cancel("client disconnected")
-            return
-
-
 async def _unless_disconnected(request: HttpRequest, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and its queued items) if the client goes away first.
-
-    One watcher task reads the connection; on a disconnect it cancels this handler's task,
-    which cancels the batcher's future, which drops the queued item.
-    """
-    handler = asyncio.current_task()
-    assert handler is not None
-    watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, handler))
+    """Await `work`, cancelling it (and its queued items) if the client goes away first:
+    the transport cancels this handler's task, which cancels the batcher's future, which
+    drops the queued item."""
+    request.cancel_on_disconnect(True)
     try:
         return await work
     finally:
-        watcher.cancel()
+        request.cancel_on_disconnect(False)
 
 
 class HttpServer:
-    """Builds the Starlette app for one repository."""
+    """inferd's HTTP routes over one repository: an ASGI app, and the handler `httpd` calls."""
 
     def __init__(
         self,
@@ -234,21 +214,22 @@ class HttpServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""
         if scope["type"] == "http":
-            response = await self.handle(scope, receive)
-            if not scope.get(_DISCONNECTED):
-                await response.send(send)
+            request = AsgiRequest(scope, receive)
+            response = await self.handle(request)
+            if not request.disconnected:
+                await send_response(response, request, send)
         elif scope["type"] == "lifespan":
             await serve_lifespan(receive, send, self.startup, self.shutdown)
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    async def handle(self, scope: Scope, receive: Receive) -> HttpResponse:
+    async def handle(self, request: HttpRequest) -> HttpResponse:
         """Route one request: auth, request id, error rendering and request counting."""
         model = ""
         request_id = ""
         try:
-            handler, params = self.router.match(scope["method"], scope["path"])
-            request = HttpRequest(scope, receive, params)
+            handler, params = self.router.match(request.method, request.path)
+            request.params = params
             request_id = f"{_id_prefix}-{next(_request_ids)}"
             request_id = request.id = _client_request_id(request) or request_id
             model = params.get("model", "")
@@ -257,7 +238,7 @@ class HttpServer:
         except InferdError as error:
             response = _error_response(error, request_id)
         except asyncio.CancelledError:
-            if not scope.get(_DISCONNECTED):
+            if not request.disconnected:
                 raise  # the server is shutting down
             # The client hung up: its work is dropped and nobody is left to answer.
             task = asyncio.current_task()
@@ -272,7 +253,7 @@ class HttpServer:
                 {"x-request-id": request_id},
             )
         if model:
-            protocol = "v1" if scope["path"].startswith("/v1") else "v2"
+            protocol = "v1" if request.path.startswith("/v1") else "v2"
             self.metrics.count(model, protocol, response.status)
         if request_id:
             response.headers.setdefault("x-request-id", request_id)
@@ -391,7 +372,7 @@ class HttpServer:
         headers = {"x-request-id": request.id}
         if parsed.stream:
             chunks = openai.sse_chunks(parsed, answer_id, deltas)
-            return StreamingResponse(chunks, request.receive, headers=headers)
+            return StreamingResponse(chunks, headers=headers)
 
         text, last = await _unless_disconnected(request, _collect(deltas))
         return _json(openai.completion(parsed, answer_id, text, last), headers=headers)
@@ -412,7 +393,7 @@ class HttpServer:
         headers = {"x-request-id": request.id}
         if stream:
             events = generate_v2.sse_events(model.name, model.version, deltas)
-            return StreamingResponse(events, request.receive, headers=headers)
+            return StreamingResponse(events, headers=headers)
         text, last = await _unless_disconnected(request, _collect(deltas))
         return _json(generate_v2.reply(model.name, model.version, text, last), headers=headers)
 

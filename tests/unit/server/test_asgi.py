@@ -1,4 +1,4 @@
-"""The ASGI plumbing: routing, body limits, responses and the lifespan protocol."""
+"""The ASGI side and the transport-neutral pieces: routing, body limits, responses, lifespan."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 
 from inferd.errors import BadRequestError, NotFoundError, PayloadTooLargeError
-from inferd.server.asgi import (
-    HttpRequest,
-    HttpResponse,
-    MethodNotAllowedError,
-    Router,
-    serve_lifespan,
-)
+from inferd.server.asgi import AsgiRequest, send_response, serve_lifespan
+from inferd.server.web import HttpRequest, HttpResponse, MethodNotAllowedError, Router
 
 
 async def _ok(request: HttpRequest) -> HttpResponse:
@@ -81,16 +76,16 @@ async def test_body_is_joined_from_chunks_and_headers_are_lowercase() -> None:
             {"type": "http.request", "body": b"cd", "more_body": False},
         ]
     )
-    request = HttpRequest(_scope([(b"X-Thing", b"1")]), receive, {})
+    request = AsgiRequest(_scope([(b"X-Thing", b"1")]), receive)
     assert await request.body(limit=10) == b"abcd"
     assert request.headers == {"x-thing": "1"}
 
 
 async def test_body_over_limit_is_413_by_header_or_by_stream() -> None:
-    declared = HttpRequest(_scope([(b"content-length", b"100")]), _receiver([]), {})
+    declared = AsgiRequest(_scope([(b"content-length", b"100")]), _receiver([]))
     with pytest.raises(PayloadTooLargeError, match="100 bytes"):
         await declared.body(limit=10)
-    streamed = HttpRequest(
+    streamed = AsgiRequest(
         _scope(),
         _receiver(
             [
@@ -98,7 +93,6 @@ async def test_body_over_limit_is_413_by_header_or_by_stream() -> None:
                 {"type": "http.request", "body": b"789012", "more_body": False},
             ]
         ),
-        {},
     )
     with pytest.raises(PayloadTooLargeError, match="limit of 10"):
         await streamed.body(limit=10)
@@ -110,7 +104,8 @@ async def test_response_sends_status_headers_and_body() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    await HttpResponse(b"{}", 429, headers={"retry-after": "2"}).send(send)
+    request = AsgiRequest(_scope(), _receiver([]))
+    await send_response(HttpResponse(b"{}", 429, headers={"retry-after": "2"}), request, send)
     start, body = sent
     assert start["status"] == 429
     assert (b"retry-after", b"2") in start["headers"]
@@ -154,10 +149,9 @@ async def test_failed_startup_is_reported() -> None:
 
 
 def _encoded(encoding: str, body: bytes) -> HttpRequest:
-    return HttpRequest(
+    return AsgiRequest(
         _scope([(b"content-encoding", encoding.encode())]),
         _receiver([{"type": "http.request", "body": body, "more_body": False}]),
-        {},
     )
 
 

@@ -1,0 +1,330 @@
+"""inferd's own HTTP/1.1 server, over real loopback sockets with a handler that records
+what it was given: keep-alive, pipelining, limits, streaming, disconnects, timeouts, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from inferd.server import httpd
+from inferd.server.httpd import HttpService, ListenError, bind
+from inferd.server.web import HttpRequest, HttpResponse, StreamingResponse
+
+
+@dataclass
+class Recorder:
+    """The handler: answers by path and keeps what it saw."""
+
+    seen: list[tuple[str, str, bytes, dict[str, str]]] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: list[str] = field(default_factory=list)
+    stream_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        body = await request.body(limit=1_000_000)
+        self.seen.append((request.method, request.path, body, dict(request.headers)))
+        if request.path == "/slow":
+            request.cancel_on_disconnect(True)
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(request.path)
+                raise
+            finally:
+                request.cancel_on_disconnect(False)
+            return HttpResponse(b"slow done")
+        if request.path == "/stream":
+            return StreamingResponse(self._events(), headers={"x-kind": "sse"})
+        reply = {"path": request.path, "size": len(body)}
+        return HttpResponse(json.dumps(reply).encode(), headers={"x-request-id": "r1"})
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        try:
+            for i in range(3):
+                yield f"data: {i}\n\n".encode()
+            if self.release.is_set():
+                return
+            await asyncio.sleep(30)  # held open until the client leaves
+        finally:
+            self.stream_closed.set()
+
+
+@asynccontextmanager
+async def serving(
+    handler: Recorder, max_body_bytes: int = 1000
+) -> AsyncIterator[tuple[HttpService, int]]:
+    events: list[str] = []
+
+    async def startup() -> None:
+        events.append("up")
+
+    async def shutdown() -> None:
+        events.append("down")
+
+    service = HttpService(
+        handler, startup=startup, shutdown=shutdown, max_body_bytes=max_body_bytes
+    )
+    sock = bind("127.0.0.1", 0)
+    task = asyncio.create_task(service.serve(sock))
+    await asyncio.wait_for(service.serving.wait(), 5)
+    try:
+        yield service, sock.getsockname()[1]
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 15)
+        sock.close()
+        assert events == ["up", "down"]
+
+
+async def exchange(port: int, raw: bytes, *, read_until_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    try:
+        if read_until_close:
+            return await asyncio.wait_for(reader.read(), 5)
+        return await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+
+
+def split_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Parse back-to-back Content-Length responses."""
+    answers = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        answers.append((status, headers, rest[:length]))
+        data = rest[length:]
+    return answers
+
+
+async def test_keep_alive_requests_with_httpx_and_headers_it_sends() -> None:
+    recorder = Recorder()
+    async with (
+        serving(recorder) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        first = await client.post("/v2/models/a/infer", content=b"abc")
+        second = await client.post("/v2/models%20b/infer?x=1", content=b"defg")
+    assert first.json() == {"path": "/v2/models/a/infer", "size": 3}
+    assert second.json() == {"path": "/v2/models b/infer", "size": 4}  # decoded, no query
+    assert first.headers["x-request-id"] == "r1"
+    assert first.headers["content-type"] == "application/json"
+    assert "date" in first.headers
+    assert recorder.seen[0][3]["content-length"] == "3"
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    recorder = Recorder()
+    raw = b"".join(
+        f"POST /{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {i}\r\n\r\n".encode() + b"x" * i
+        for i in range(1, 6)
+    )
+    async with serving(recorder) as (_, port):
+        data = await exchange(port, raw + b"GET /last HTTP/1.1\r\nConnection: close\r\n\r\n")
+    answers = split_responses(data)
+    assert [json.loads(body)["path"] for _, _, body in answers] == [
+        "/1",
+        "/2",
+        "/3",
+        "/4",
+        "/5",
+        "/last",
+    ]
+    assert answers[-1][1]["connection"] == "close"
+
+
+async def test_chunked_and_gzip_request_bodies() -> None:
+    recorder = Recorder()
+    packed = gzip.compress(b"hello world")
+    raw = (
+        b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Encoding: gzip\r\nConnection: close\r\n\r\n"
+        + f"{len(packed[:5]):x}\r\n".encode()
+        + packed[:5]
+        + b"\r\n"
+        + f"{len(packed[5:]):x}\r\n".encode()
+        + packed[5:]
+        + b"\r\n0\r\n\r\n"
+    )
+    async with serving(recorder) as (_, port):
+        await exchange(port, raw)
+    assert recorder.seen[0][2] == b"hello world"
+
+
+async def test_expect_100_continue_is_answered_before_the_body() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(b"ok")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        writer.close()
+
+
+async def test_declared_body_over_the_limit_is_413_and_the_connection_closes() -> None:
+    recorder = Recorder()
+    async with serving(recorder, max_body_bytes=10) as (_, port):
+        data = await exchange(
+            port, b"POST /big HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"x" * 100
+        )
+        [(status, headers, body)] = split_responses(data)
+        assert status == 413
+        assert "5000 bytes" in json.loads(body)["error"]
+        assert headers["connection"] == "close"
+        chunked = (
+            b"POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n"
+        )
+        [(status, _, body)] = split_responses(await exchange(port, chunked))
+        assert status == 413
+        assert "limit of 10 bytes" in json.loads(body)["error"]
+    assert recorder.seen == []  # the handler never saw them
+
+
+async def test_malformed_requests_and_huge_headers_are_refused() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        [(status, _, body)] = split_responses(await exchange(port, b"NOT HTTP AT ALL\r\n\r\n"))
+        assert status == 400
+        assert "malformed HTTP request" in json.loads(body)["error"]
+        huge = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (httpd.MAX_HEADER_BYTES + 10) + b"\r\n\r\n"
+        [(status, _, _)] = split_responses(await exchange(port, huge))
+        assert status == 431
+        # the server still serves
+        data = await exchange(port, b"GET /fine HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert split_responses(data)[0][0] == 200
+
+
+async def test_head_sends_headers_only_and_http10_closes() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        data = await exchange(port, b"HEAD /h HTTP/1.1\r\nConnection: close\r\n\r\n")
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert b"content-length: " in head and rest == b""
+        data = await exchange(port, b"GET /old HTTP/1.0\r\n\r\n")  # closed by the server
+        assert split_responses(data)[0][0] == 200
+
+
+async def test_an_upgrade_request_is_answered_in_http11() -> None:
+    recorder = Recorder()
+    raw = (
+        b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        b"GET /after HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
+    async with serving(recorder) as (_, port):
+        answers = split_responses(await exchange(port, raw))
+    assert [json.loads(b)["path"] for _, _, b in answers] == ["/u", "/after"]
+
+
+async def test_streamed_response_is_chunked_and_ends() -> None:
+    recorder = Recorder()
+    recorder.release.set()  # the stream ends by itself after three events
+    async with (
+        serving(recorder) as (_, port),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+        client.stream("GET", "/stream") as response,
+    ):
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert response.headers["x-kind"] == "sse"
+        text = "".join([part async for part in response.aiter_text()])
+    assert text == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+async def test_a_client_that_leaves_a_stream_closes_its_producer() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"data: 2\n\n\r\n"), 5)
+        writer.close()
+        await asyncio.wait_for(recorder.stream_closed.wait(), 5)
+
+
+async def test_a_client_that_disconnects_cancels_its_watched_work() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        for _ in range(100):
+            if recorder.seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        for _ in range(200):
+            if recorder.cancelled:
+                break
+            await asyncio.sleep(0.01)
+        assert recorder.cancelled == ["/slow"]
+        # still serving
+        data = await exchange(port, b"GET /next HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert split_responses(data)[0][0] == 200
+
+
+async def test_idle_connections_close_and_stalled_requests_get_408(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(httpd, "TICK_S", 0.05)
+    monkeypatch.setattr(httpd, "KEEP_ALIVE_S", 0.2)
+    monkeypatch.setattr(httpd, "REQUEST_STALL_S", 0.3)
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 5)  # answered, then closed when idle
+        assert split_responses(data)[0][0] == 200
+        writer.close()
+        stalled = await exchange(port, b"POST /s HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        [(status, _, body)] = split_responses(stalled)
+        assert status == 408
+        assert "stalled" in json.loads(body)["error"]
+
+
+async def test_stop_finishes_requests_in_flight_and_refuses_new_connections() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (service, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        for _ in range(100):
+            if recorder.seen:
+                break
+            await asyncio.sleep(0.01)
+        service.stop()
+        await asyncio.sleep(0.1)
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", port)
+        recorder.release.set()
+        data = await asyncio.wait_for(reader.read(), 5)
+        [(status, headers, body)] = split_responses(data)
+        assert (status, body) == (200, b"slow done")
+        assert headers["connection"] == "close"
+        writer.close()
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    first = bind("127.0.0.1", 0)
+    first.listen()
+    port = first.getsockname()[1]
+    try:
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind("127.0.0.1", port)
+    finally:
+        first.close()
