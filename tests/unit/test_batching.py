@@ -339,3 +339,281 @@ async def test_on_batch_receives_each_batch_size(make: MakeBatcher) -> None:
     fn.gate.set()
     await gather(*tasks)
     assert sizes == [1, 4, 2]
+
+
+# -- a busy worker takes its next batch itself ----------------------------------------------
+
+
+async def test_a_busy_worker_takes_the_next_batch_without_the_loop(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn, max_batch_size=2, inline_below_ms=0)
+    tasks = await fill_while_busy(b, fn, range(5))  # -1 runs; 0..4 wait behind it
+    fn.gate.set()
+    time.sleep(0.3)  # the loop is blocked: only the worker can start the queued batches
+    assert fn.batches == [[-1], [0, 1], [2, 3], [4]]
+    assert await gather(*tasks) == [(-2, pytest.approx(0, abs=5))] + [
+        (2 * i, pytest.approx(0, abs=5)) for i in range(5)
+    ]
+    assert b.running == 0
+
+
+async def test_items_a_worker_finds_past_their_deadline_fail_alone(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    b = await make(fn, max_batch_size=2, inline_below_ms=0)
+    tasks = await fill_while_busy(b, fn, range(0))
+    late = asyncio.create_task(b.submit(7, deadline=time.monotonic() + 0.05))
+    fresh = asyncio.create_task(b.submit(8))
+    await until(lambda: b.queue_depth == 2)
+    time.sleep(0.1)  # 7's deadline passes before the loop can run its timer ...
+    fn.gate.set()
+    time.sleep(0.2)  # ... and the worker takes the queue: 8 runs, 7 is set aside
+    with pytest.raises(DeadlineExceededError, match="in the queue"):
+        await soon(late)
+    assert (await soon(fresh))[0] == 16
+    await gather(*tasks)
+    assert 7 not in fn.seen
+
+
+async def test_sizes_of_batches_a_worker_took_reach_on_batch(make: MakeBatcher) -> None:
+    fn = Doubler(gated=True)
+    sizes: list[int] = []
+    b = await make(fn, max_batch_size=3, inline_below_ms=0, on_batch=sizes.append)
+    tasks = await fill_while_busy(b, fn, range(5))
+    fn.gate.set()
+    await gather(*tasks)
+    assert sizes == [1, 3, 2]
+
+
+# -- cheap batches run inline, on the loop thread ------------------------------------------
+
+
+def double(items: list[int]) -> list[int]:
+    return [x * 2 for x in items]
+
+
+class OnLoop:
+    """run_batch that notes, per batch, whether it ran on the test's (the loop's) thread."""
+
+    def __init__(self, fn: Callable[[list[int]], Any] = double) -> None:
+        self.loop_thread = threading.current_thread()  # made inside the test, on the loop
+        self.fn = fn
+        self.inline: list[bool] = []
+        self.batches: list[list[int]] = []
+
+    def __call__(self, items: list[int]) -> Any:
+        self.inline.append(threading.current_thread() is self.loop_thread)
+        self.batches.append(list(items))
+        return self.fn(items)
+
+
+async def warm_up(b: Batcher[int, int], size: int = 1) -> None:
+    """The batches every batcher runs in its workers before it knows what a batch costs."""
+    for start in range(100, 130, 10):
+        await gather(*(b.submit(start + i) for i in range(size)))
+
+
+async def test_cheap_batches_run_inline_after_warm_up(make: MakeBatcher) -> None:
+    running: list[int] = []
+    b: Batcher[int, int]
+
+    def fn(items: list[int]) -> list[int]:
+        running.append(b.running)
+        return [x * 2 for x in items]
+
+    model, sizes = OnLoop(fn), list[int]()
+    b = await make(model, inline_below_ms=50, on_batch=sizes.append)
+    for i in range(6):
+        assert (await soon(b.submit(i)))[0] == i * 2
+    assert model.inline == [False] * 3 + [True] * 3
+    results = await gather(*(b.submit(i) for i in range(10)))  # one loop iteration: batched
+    assert [r for r, _ in results] == [i * 2 for i in range(10)]
+    assert model.batches[6:] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert model.inline[6:] == [True] * 3
+    assert sizes == [1] * 6 + [4, 4, 2]
+    assert running == [1] * 9
+    assert b.running == 0
+
+
+async def test_inline_batches_take_turns_with_the_rest_of_the_loop(make: MakeBatcher) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    seen: list[int] = []
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(ticks)
+        return items
+
+    model = OnLoop(fn)
+    b = await make(model, inline_below_ms=50)
+    await warm_up(b)
+    ticking = asyncio.create_task(ticker())
+    try:
+        await gather(*(b.submit(i) for i in range(12)))
+    finally:
+        ticking.cancel()
+    assert model.inline[3:] == [True] * 3
+    assert seen[3] < seen[4] < seen[5]  # the loop ran between one inline batch and the next
+
+
+async def test_zero_turns_inline_off(make: MakeBatcher) -> None:
+    model = OnLoop()
+    b = await make(model, inline_below_ms=0)
+    for i in range(8):
+        await soon(b.submit(i))
+    assert model.inline == [False] * 8
+
+
+async def test_slow_model_never_runs_on_the_loop(make: MakeBatcher) -> None:
+    def fn(items: list[int]) -> list[int]:
+        time.sleep(0.005)  # ten times the default threshold
+        return items
+
+    model = OnLoop(fn)
+    b = await make(model)
+    for i in range(6):
+        await soon(b.submit(i))
+    await gather(*(b.submit(i) for i in range(8)))
+    assert len(model.inline) == 8
+    assert not any(model.inline)
+
+
+async def test_model_that_turns_slow_goes_back_to_threads_and_returns(make: MakeBatcher) -> None:
+    slow = False
+
+    def fn(items: list[int]) -> list[int]:
+        if slow:
+            time.sleep(0.1)  # ten times the threshold below
+        return items
+
+    model = OnLoop(fn)
+    b = await make(model, inline_below_ms=10)
+    for i in range(4):
+        await soon(b.submit(i))
+    slow = True
+    for i in range(3):
+        await soon(b.submit(i))
+    # The first slow batch cannot be foreseen; it alone holds the loop.
+    assert model.inline == [False] * 3 + [True, True, False, False]
+    slow = False
+    for i in range(20):
+        await soon(b.submit(i))
+        if model.inline[-1]:
+            break
+    assert model.inline[-1], "a model that is cheap again never went back inline"
+
+
+async def test_batch_too_big_to_run_inline_goes_to_a_worker(make: MakeBatcher) -> None:
+    def fn(items: list[int]) -> list[int]:
+        time.sleep(0.005 * len(items))  # one item: 5 ms, 16 items: 80 ms
+        return items
+
+    model = OnLoop(fn)
+    b = await make(model, max_batch_size=16, inline_below_ms=40)
+    await warm_up(b)
+    await soon(b.submit(0))
+    await gather(*(b.submit(i) for i in range(16)))
+    assert [len(batch) for batch in model.batches] == [1, 1, 1, 1, 16]
+    assert model.inline == [False, False, False, True, False]
+
+
+async def test_inline_item_and_batch_errors_fail_alone_and_loop_continues(
+    make: MakeBatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad_input = BadRequestError("item 1 is bad")
+
+    def fn(items: list[int]) -> Any:
+        if 13 in items:
+            raise RuntimeError("kaboom")
+        if 14 in items:
+            return items[:-1]
+        if 15 in items:
+            return None
+        out: dict[int, int | BaseException] = {1: bad_input, 2: ValueError("item 2 broke")}
+        return [out.get(x, x * 2) for x in items]
+
+    model = OnLoop(fn)
+    b = await make(model, inline_below_ms=50)
+    await warm_up(b)
+    results = await gather(*(b.submit(i) for i in range(4)), return_exceptions=True)
+    assert results[1] is bad_input
+    assert isinstance(results[2], ModelError)
+    assert isinstance(results[2].__cause__, ValueError)
+    assert [results[0][0], results[3][0]] == [0, 6]
+    with caplog.at_level(logging.ERROR, logger="inferd.batching"):
+        crashed = await gather(b.submit(13), b.submit(5), return_exceptions=True)
+    for error in crashed:
+        assert isinstance(error, ModelError)
+        assert "failed while running a batch" in error.message
+        assert isinstance(error.__cause__, RuntimeError)
+    assert any(r.exc_info and r.name == "inferd.batching" for r in caplog.records)
+    short = await gather(b.submit(14), b.submit(6), return_exceptions=True)
+    assert all(isinstance(r, ModelError) for r in short)
+    assert "1 results for 2 items" in str(short[0])
+    with pytest.raises(ModelError, match="returned no results"):
+        await soon(b.submit(15))
+    assert (await soon(b.submit(3)))[0] == 6
+    assert model.inline[3:] == [True] * 5
+
+
+async def test_inline_batches_keep_deadlines_and_cancellation(make: MakeBatcher) -> None:
+    model = OnLoop()
+    b = await make(model, max_batch_size=2, max_delay_ms=60_000, inline_below_ms=50)
+    await warm_up(b, size=2)
+    later = time.monotonic() + 10
+    assert [r for r, _ in await gather(b.submit(3, later), b.submit(4, later))] == [6, 8]
+    # waits for a batch-mate, and its deadline passes while it waits in the queue
+    with pytest.raises(DeadlineExceededError, match="in the queue"):
+        await soon(b.submit(7, deadline=time.monotonic() + 0.05))
+    gone = asyncio.create_task(b.submit(1))
+    await until(lambda: b.queue_depth == 1)
+    kept = asyncio.create_task(b.submit(2))
+    await asyncio.sleep(0)  # submit(2) fills the batch and wakes the scheduler ...
+    gone.cancel()  # ... which runs before the cancelled task can remove its item
+    assert (await soon(kept))[0] == 4
+    with pytest.raises(asyncio.CancelledError):
+        await soon(gone)
+    assert model.batches[3:] == [[3, 4], [2]]
+    assert model.inline[3:] == [True, True]
+
+
+async def test_expired_item_is_skipped_by_an_inline_batch(make: MakeBatcher) -> None:
+    model = OnLoop()
+    b = await make(model, inline_below_ms=50)
+    await warm_up(b)
+    task = asyncio.create_task(b.submit(7, deadline=time.monotonic() + 0.02))
+    kept = asyncio.create_task(b.submit(8))
+    await asyncio.sleep(0)  # both queue and the scheduler is woken ...
+    time.sleep(0.1)  # ... and runs only after the deadline, before the deadline timer
+    with pytest.raises(DeadlineExceededError, match="in the queue"):
+        await soon(task)
+    assert (await soon(kept))[0] == 16
+    assert model.batches[3:] == [[8]]
+    assert model.inline[3:] == [True]
+
+
+async def test_inline_batcher_overloads_and_stops(make: MakeBatcher) -> None:
+    model = OnLoop()
+    b = await make(model, max_queue=2, max_batch_size=4, inline_below_ms=50)
+    await warm_up(b)
+    queued = [asyncio.create_task(b.submit(i)) for i in range(2)]
+    await asyncio.sleep(0)  # both queue; the scheduler they woke runs after this test step
+    with pytest.raises(OverloadedError) as info:
+        await b.submit(99)  # in this step (soon() would run it in a task, after the scheduler)
+    assert info.value.retry_after_s > 0
+    assert [r for r, _ in await gather(*queued)] == [0, 2]
+    held = [asyncio.create_task(b.submit(i)) for i in range(2)]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(b.stop(drain=True), 10)
+    assert [t.result()[0] for t in held] == [0, 2]
+    assert model.inline[3:] == [True, True]
+
+
+async def test_inline_below_ms_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="inline_below_ms"):
+        Batcher(Doubler(), max_batch_size=2, max_delay_ms=0, max_queue=2, inline_below_ms=-1)
