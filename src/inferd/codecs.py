@@ -9,11 +9,12 @@ mistake a client can make becomes a BadRequestError that says what to fix.
 
 from __future__ import annotations
 
+import array
 import base64
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -184,13 +185,11 @@ def _decode_input(
     if not isinstance(datatype, str):
         raise BadRequestError(f'{label} needs a "datatype" string, e.g. "FP32"')
     try:
-        numpy_dtype(datatype)
+        dtype = numpy_dtype(datatype)
     except ValueError as e:
         raise BadRequestError(f"{label}: {e}") from None
     shape = doc.get("shape")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if not _is_shape(shape):
         raise BadRequestError(f'{label} needs "shape": a list of non-negative integers')
     params = _parameters(doc.get("parameters"), label)
     size = params.pop("binary_data_size", None)
@@ -208,12 +207,17 @@ def _decode_input(
         offset += size
     elif "data" in doc:
         b64 = datatype == "BYTES" and params.get("content_type") == "base64"
-        data = _from_json(label, datatype, shape, doc["data"], b64)
+        data = _from_json(label, datatype, dtype, shape, doc["data"], b64)
     elif "shared_memory_region" in params:
         raise BadRequestError(f"{label}: shared memory is not supported; send data inline")
     else:
         raise BadRequestError(f'{label} has no "data" (or binary_data_size for binary data)')
     return InferTensor(name, datatype, shape, data.reshape(shape), params), offset
+
+
+def _is_shape(value: Any) -> TypeGuard[list[int]]:
+    """A list of non-negative integers (JSON's true/false are not integers here)."""
+    return isinstance(value, list) and all(type(d) is int and d >= 0 for d in value)
 
 
 def _count_error(label: str, shape: list[int], count: int, given: int) -> BadRequestError:
@@ -259,11 +263,14 @@ def _from_binary(
 
 
 def _from_json(
-    label: str, datatype: str, shape: list[int], data: Any, b64: bool
+    label: str, datatype: str, dtype: np.dtype[Any], shape: list[int], data: Any, b64: bool
 ) -> npt.NDArray[Any]:
-    dtype, count = numpy_dtype(datatype), math.prod(shape)
+    count = math.prod(shape)
     if not isinstance(data, list):
         raise BadRequestError(f'{label}: "data" must be a list (flat or nested, row-major)')
+    fast = _flat_numbers(datatype, data, count)
+    if fast is not None:
+        return fast
     if datatype == "BYTES":
         flat = _flatten(data)
         if len(flat) != count:
@@ -310,8 +317,49 @@ def _from_json(
         lo, hi = arr.min().item(), arr.max().item()  # Python numbers compare exactly
         if lo < info.min or hi > info.max:
             raise BadRequestError(f"{wrong}, got {lo if lo < info.min else hi}")
+    if dtype.kind != "f" or dtype.itemsize == 8:  # nothing left here can overflow
+        return arr.astype(dtype, copy=False)
     with np.errstate(over="ignore"):  # values too large for FP16/FP32 become inf, as in C
         return arr.astype(dtype, copy=False)
+
+
+def _array_codes() -> dict[str, tuple[str, type, np.dtype[Any]]]:
+    """V2 datatype → the `array` typecode of the same C type, the JSON type of its values,
+    and the numpy dtype (only where the sizes agree on this platform)."""
+    codes = {"FP32": "f", "FP64": "d", "INT8": "b", "INT16": "h", "INT32": "i", "INT64": "q"}
+    codes.update({"UINT8": "B", "UINT16": "H", "UINT32": "I", "UINT64": "Q"})
+    table: dict[str, tuple[str, type, np.dtype[Any]]] = {}
+    for datatype, code in codes.items():
+        dtype = numpy_dtype(datatype)
+        if array.array(code).itemsize == dtype.itemsize:
+            table[datatype] = (code, float if dtype.kind == "f" else int, dtype)
+    return table
+
+
+_ARRAY_CODES = _array_codes()
+
+
+def _flat_numbers(datatype: str, data: list[Any], count: int) -> npt.NDArray[Any] | None:
+    """The common case (a flat list of JSON numbers for a numeric tensor) converted in C by
+    `array`, about twice as fast as numpy's type inference; None sends every other case (and
+    every mistake, which `array` refuses with TypeError or OverflowError) down the general path.
+
+    It gives what the general path gives: `array` refuses what the integer datatypes refuse
+    (fractions, out-of-range values), and a float first value means numpy would also have
+    converted every value as a Python float (ints first go the general way: numpy would have
+    made them int64, which rounds differently beyond 2**53).
+    """
+    found = _ARRAY_CODES.get(datatype)
+    if found is None or count == 0 or len(data) != count:
+        return None
+    code, first_type, dtype = found
+    if type(data[0]) is not first_type:
+        return None
+    try:
+        values = array.array(code, data)
+    except (TypeError, OverflowError):
+        return None
+    return np.frombuffer(values, dtype=dtype)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -357,7 +405,7 @@ def encode_infer_response(
 ) -> tuple[bytes, int | None]:
     """Serialize a response; the second item is the JSON header length, None if all-JSON."""
     outputs = select_outputs(response.outputs, request)
-    requested = {o.name: o for o in (request.outputs or [])} if request else {}
+    requested = {o.name: o for o in request.outputs} if request and request.outputs else {}
     default_binary = bool(request and request.parameters.get("binary_data_output") is True)
     chunks: list[bytes] = []
     docs = []
@@ -368,14 +416,15 @@ def encode_infer_response(
         binary = default_binary if own is None else own is True
         any_binary = any_binary or binary
         docs.append(_encode_output(tensor, binary, chunks))
-    doc = {
-        "model_name": response.model_name,
-        "model_version": response.model_version,
-        "id": response.id,
-        "parameters": response.parameters or None,
-        "outputs": docs,
-    }
-    header = json_dumps({k: v for k, v in doc.items() if v is not None})
+    doc: dict[str, Any] = {"model_name": response.model_name}  # fields in the V2 order
+    if response.model_version is not None:
+        doc["model_version"] = response.model_version
+    if response.id is not None:
+        doc["id"] = response.id
+    if response.parameters:
+        doc["parameters"] = response.parameters
+    doc["outputs"] = docs
+    header = json_dumps(doc)
     if not any_binary:
         return header, None
     return b"".join([header, *chunks]), len(header)

@@ -84,6 +84,11 @@ def _stack_padded(arrays: list[np.ndarray], pad: Any) -> np.ndarray:
     return batch
 
 
+def _as_batch_of_one(value: np.ndarray) -> np.ndarray:
+    """`np.stack([value])` without the copy: a view with a leading axis of 1."""
+    return value[np.newaxis] if isinstance(value, np.ndarray) else np.stack([value])
+
+
 class Pipeline:
     """Decode, preprocess, run, postprocess for one model version; thread-safe."""
 
@@ -381,6 +386,8 @@ class Pipeline:
             return dict(predictions[0].tensors)
         names = list(predictions[0].tensors)
         ragged = self._postprocess.ragged if self._postprocess is not None else {}
+        if len(predictions) == 1 and not ragged:
+            return {n: _as_batch_of_one(v) for n, v in predictions[0].tensors.items()}
         try:
             return {
                 n: _stack_padded([p.tensors[n] for p in predictions], ragged[n])

@@ -20,6 +20,7 @@ from tritonclient.http import (
 )
 from tritonclient.utils import np_to_triton_dtype
 
+from inferd import codecs
 from inferd.codecs import (
     HEADER_CONTENT_LENGTH,
     InferRequest,
@@ -33,6 +34,7 @@ from inferd.codecs import (
     json_loads,
     select_outputs,
 )
+from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"
@@ -240,6 +242,72 @@ def test_header_length_equal_to_body_without_binary_is_fine() -> None:
     body, _ = triton_body({"x": (np.ones(2, np.float32), False)})
     (x,) = decode_infer_request(body, len(body)).inputs
     assert x.data.tolist() == [1.0, 1.0]
+
+
+# --- the fast path for flat lists of numbers -------------------------------------------------
+
+BIG = 2**53 + 1  # the first integer a float64 cannot hold
+FLAT_CASES: list[tuple[str, list[Any]]] = [
+    ("FP32", [0.5, 1.25, -3.0, 1e-40]),
+    ("FP32", [0.5, 1, True, False]),  # a float first: numpy converts all as Python floats
+    ("FP32", [1, 2.5, 3]),  # an int first: the general path
+    ("FP32", [1.5, 1e39, -1e39]),  # too large for FP32: inf, as in C
+    ("FP32", [1.5, BIG, -BIG, 2**63]),
+    ("FP32", [BIG, -BIG, 3]),  # ints only: numpy makes int64, which rounds once
+    ("FP64", [0.1, 2**60 + 1, -(2**63), 2**64 - 1]),
+    ("FP64", [1.5, "2", 3.0]),
+    ("FP64", [1.5, None, 3.0]),
+    ("FP64", [1.5, [2.0], 3.0]),
+    ("FP64", [1.5, {"a": 1}, 3.0]),
+    ("FP16", [1.5, 70000.0]),
+    ("INT8", [-128, 127, True, 0]),
+    ("INT8", [1, 128, 0, 0]),
+    ("INT16", [1, 2.0, 3, 4]),  # whole floats go the general way and are accepted
+    ("INT16", [1, 2.5, 3, 4]),
+    ("INT32", [-(2**31), 2**31 - 1]),
+    ("INT64", [2**63 - 1, -(2**63)]),
+    ("INT64", [1, 2**63]),
+    ("INT64", [1, "2"]),
+    ("UINT8", [0, 255, 3]),
+    ("UINT8", [0, -1, 3]),
+    ("UINT16", [0, 65536]),
+    ("UINT32", [4294967295, 0]),
+    ("UINT64", [0, 2**64 - 1]),
+    ("UINT64", [5, -5]),
+    ("BOOL", [True, False]),
+]
+
+
+def decode_or_error(body: bytes) -> np.ndarray | str:
+    try:
+        return decode_infer_request(body).inputs[0].data
+    except BadRequestError as error:
+        return error.message
+
+
+@pytest.mark.parametrize(("datatype", "data"), FLAT_CASES)
+def test_flat_numbers_fast_path_matches_the_general_path(
+    datatype: str, data: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = body_of({"name": "x", "datatype": datatype, "shape": [1, len(data)], "data": data})
+    fast = decode_or_error(body)
+    monkeypatch.setattr(codecs, "_ARRAY_CODES", {})  # every list takes the general path
+    general = decode_or_error(body)
+    if isinstance(general, str):
+        assert fast == general
+    else:
+        assert isinstance(fast, np.ndarray)
+        assert_same(fast, general)
+        assert fast.flags.writeable and fast.flags.aligned and fast.flags.c_contiguous
+
+
+def test_flat_numbers_fast_path_is_taken_for_json_floats_and_ints() -> None:
+    taken: list[tuple[str, list[Any]]] = [("FP32", [0.5, 2]), ("INT64", [3, 4])]
+    for datatype, data in taken:
+        got = codecs._flat_numbers(datatype, data, 2)
+        assert got is not None and got.dtype == numpy_dtype(datatype)
+    assert codecs._flat_numbers("FP32", [1, 0.5], 2) is None  # an int first
+    assert codecs._flat_numbers("FP32", [0.5], 2) is None  # a count the general path reports
 
 
 # --- responses read by tritonclient ----------------------------------------------------------

@@ -497,6 +497,19 @@ def test_tensors_from_predictions_stacks(two: Pipeline) -> None:
     assert tensors["count"].tolist() == [2, 4]
 
 
+def test_one_prediction_is_a_batch_of_one_like_stacking_gives(two: Pipeline) -> None:
+    """The one-item shortcut (a view, no copy) answers what np.stack would."""
+    item = two.item_from_instance({"a": [1, 2], "b": 3})
+    [result] = two.run_batch([item])
+    prediction = _ok(result)
+    tensors = two.tensors_from_predictions([prediction])
+    for name, value in prediction.tensors.items():
+        stacked = np.stack([value])
+        assert tensors[name].shape == stacked.shape and tensors[name].dtype == stacked.dtype
+        np.testing.assert_array_equal(tensors[name], stacked)
+    assert tensors["sum"].tolist() == [[2.0, 3.0]]
+
+
 def test_tensors_of_different_shapes_cannot_stack(two: Pipeline) -> None:
     items = [two.item_from_instance({"a": a, "b": 1}) for a in ([1], [1, 2])]
     predictions = [_ok(r) for r in two.run_batch(items)]

@@ -69,9 +69,6 @@ class _Copied:
     """Inputs the prediction log keeps."""
 
 
-_NOTHING_COPIED = _Copied({}, None)
-
-
 def _with_decisions(notes: dict[str, Any], decisions: list[list[str]] | None) -> dict[str, Any]:
     """V2 parameters are scalars, so the decisions are one string: each item's decision
     names joined by ",", the items joined by ";" ("specialist_review;" for two items)."""
@@ -210,14 +207,12 @@ class DataPlane:
     ) -> InferResponse:
         """An Open Inference Protocol (V2) request: tensors in, tensors out."""
         model = self.repository.get(name, version)
-        items = model.predictive.items_from_tensors(request.inputs)
-        copied = self._copy_inputs(model, items)
-        started = time.perf_counter()
-        results = await self._run(model, items, request_id, deadline, label_items=False)
-        decisions = await self._decide(
-            model, request_id, copied, results, request.parameters or {}, started
+        pipeline = model.predictive
+        items = pipeline.items_from_tensors(request.inputs)
+        results, decisions = await self._answer(
+            model, items, request_id, deadline, request.parameters, label_items=False
         )
-        tensors = model.predictive.tensors_from_predictions([r.prediction for r in results])
+        tensors = pipeline.tensors_from_predictions([r.prediction for r in results])
         outputs = [
             InferTensor(
                 name=n,
@@ -233,8 +228,7 @@ class DataPlane:
             id=request.id if request.id is not None else request_id,
             outputs=outputs,
             parameters=_with_decisions(
-                _merged_notes([r.prediction.parameters for r in results]),
-                decisions if model.predictive.rules is not None else None,
+                _merged_notes([r.prediction.parameters for r in results]), decisions
             ),
         )
 
@@ -258,16 +252,37 @@ class DataPlane:
                 if len(instances) > 1:
                     raise error.about(f"instance {position}") from None
                 raise
+        results, decisions = await self._answer(
+            model, items, request_id, deadline, parameters, label_items=True
+        )
+        answers = [r.prediction.as_json() for r in results]
+        if decisions is not None:
+            answers = [{**a, "decisions": d} for a, d in zip(answers, decisions, strict=True)]
+        return answers
+
+    async def _answer(
+        self,
+        model: ModelVersion,
+        items: list[Item],
+        request_id: str,
+        deadline: float | None,
+        parameters: Mapping[str, Any] | None,
+        *,
+        label_items: bool,
+    ) -> tuple[list[ItemResult], list[list[str]] | None]:
+        """Stages 2-5 for a request's items, then stage 6 when the model has rules or a
+        prediction log; the decision names per item are None when it has no rules."""
+        rules = model.predictive.rules
+        if rules is None and model.spec.prediction_log is None:  # most models: no stage 6
+            results = await self._run(model, items, request_id, deadline, label_items=label_items)
+            return results, None
         copied = self._copy_inputs(model, items)
         started = time.perf_counter()
-        results = await self._run(model, items, request_id, deadline, label_items=True)
+        results = await self._run(model, items, request_id, deadline, label_items=label_items)
         decisions = await self._decide(
             model, request_id, copied, results, parameters or {}, started
         )
-        answers = [r.prediction.as_json() for r in results]
-        if model.predictive.rules is not None:
-            answers = [{**a, "decisions": d} for a, d in zip(answers, decisions, strict=True)]
-        return answers
+        return results, decisions if rules is not None else None
 
     # --- feedback ------------------------------------------------------------------------
 
@@ -310,10 +325,7 @@ class DataPlane:
     def _copy_inputs(self, model: ModelVersion, items: list[Item]) -> list[_Copied]:
         """What rules and the prediction log need of each item's inputs, taken before the
         items are preprocessed."""
-        pipeline = model.predictive
-        rules = pipeline.rules
-        if rules is None and model.spec.prediction_log is None:
-            return [_NOTHING_COPIED] * len(items)  # most models: nothing to copy or record
+        rules = model.predictive.rules
         return [
             _Copied(
                 rules.inputs_of(item) if rules is not None else {},
@@ -335,8 +347,6 @@ class DataPlane:
         caller answers; the decision names per item."""
         pipeline = model.predictive
         rules = pipeline.rules
-        if rules is None and model.spec.prediction_log is None:
-            return [[] for _ in results]
         outcomes = [
             Outcome(
                 item=index,
@@ -398,17 +408,12 @@ class DataPlane:
                     raise outcome.about(f"instance {position}") from None
                 raise outcome
             result, queue_s = outcome
-            self._observe(model.name, result, queue_s)
+            self.metrics.observe_item(
+                model.name, queue_s, result.preprocess_s, result.model_s, result.postprocess_s
+            )
             results.append(result)
         self.metrics.stage(model.name, "total").observe(time.perf_counter() - started)
         return results
-
-    def _observe(self, model: str, result: ItemResult, queue_s: float) -> None:
-        metrics = self.metrics
-        metrics.stage(model, "queue").observe(queue_s)
-        metrics.stage(model, "preprocess").observe(result.preprocess_s)
-        metrics.stage(model, "model").observe(result.model_s)
-        metrics.stage(model, "postprocess").observe(result.postprocess_s)
 
     def _with_request_id(self, error: ModelError, request_id: str) -> ModelError:
         logger.error("request %s failed inside the model: %s", request_id, error.message)

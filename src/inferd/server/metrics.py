@@ -3,22 +3,28 @@ generation models time to first token, inter-token latency, tokens, sequences an
 
 Each server gets its own registry, so several servers (or tests) in one process don't
 collide. Queue depth is read from the batchers when scraped, so it costs nothing per request.
+The series written on every request, batch or token are kept as plain numbers and turned
+into samples when scraped: prometheus_client's Counter and Histogram run a few Python calls
+and locks per update, and a request made six of them on the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+import itertools
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from inferd.generate.engine import EngineStats
@@ -45,6 +51,114 @@ _LATENCY_BUCKETS = (
     10.0,
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+SeriesT = TypeVar("SeriesT")
+FamilyT = TypeVar("FamilyT", bound=Collector)
+
+
+class Series:
+    """One labelled histogram series: a count per bucket (the last is +Inf) and their sum."""
+
+    __slots__ = ("_bounds", "_lock", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...], lock: threading.Lock) -> None:
+        self._bounds = bounds
+        self._lock = lock
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self.add(value)
+
+    def add(self, value: float) -> None:
+        """Observe without taking the lock (the caller holds it)."""
+        self.counts[bisect_left(self._bounds, value)] += 1  # the first bucket with value <= le
+        self.sum += value
+
+
+class Count:
+    """One labelled counter series."""
+
+    __slots__ = ("_lock", "value")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        with self._lock:
+            self.value += amount
+
+
+class _Family(Collector, Generic[SeriesT]):
+    """A labelled metric whose series are plain numbers under one lock, exposed exactly as
+    prometheus_client exposes its own Counter or Histogram."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.lock = threading.Lock()
+        """Held while a series changes; one per family, so a caller can update several."""
+        self._series: dict[tuple[str, ...], SeriesT] = {}
+
+    def labels(self, *values: str) -> SeriesT:
+        with self.lock:
+            series = self._series.get(values)
+            if series is None:
+                series = self._series[values] = self._new()
+            return series
+
+    def _new(self) -> SeriesT:
+        raise NotImplementedError
+
+    def _family(self) -> Metric:
+        raise NotImplementedError
+
+    def describe(self) -> Iterable[Metric]:
+        yield self._family()
+
+
+class _Histogram(_Family[Series]):
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        super().__init__(name, documentation, labelnames)
+        self._bounds = tuple(float(b) for b in buckets)
+        les = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
+        self._les = [*les, "+Inf"]
+
+    def _new(self) -> Series:
+        return Series(self._bounds, self.lock)
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        with self.lock:
+            taken = [(labels, list(s.counts), s.sum) for labels, s in self._series.items()]
+        for labels, counts, total in taken:
+            cumulative = itertools.accumulate(map(float, counts))
+            family.add_metric(list(labels), list(zip(self._les, cumulative, strict=True)), total)
+        yield family
+
+
+class _Counter(_Family[Count]):
+    def _new(self) -> Count:
+        return Count(self.lock)
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        with self.lock:
+            taken = [(labels, count.value) for labels, count in self._series.items()]
+        for labels, value in taken:
+            family.add_metric(list(labels), value)
+        yield family
+
 
 QueueReader = Callable[[], Iterable[tuple[str, str, int, int]]]
 """Yields (model, version, items waiting, batches running) for every served version."""
@@ -129,45 +243,48 @@ class Metrics:
         actions: ActionReader | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "inferd_requests",
-            "Requests handled, by model, protocol and HTTP status",
-            ["model", "protocol", "status"],
-            registry=self.registry,
+        self.requests = self._register(
+            _Counter(
+                "inferd_requests",
+                "Requests handled, by model, protocol and HTTP status",
+                ["model", "protocol", "status"],
+            )
         )
-        self.stage_seconds = Histogram(
-            "inferd_stage_seconds",
-            "Seconds spent per item in each stage (total: per request)",
-            ["model", "stage"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        self.stage_seconds = self._register(
+            _Histogram(
+                "inferd_stage_seconds",
+                "Seconds spent per item in each stage (total: per request)",
+                ["model", "stage"],
+                _LATENCY_BUCKETS,
+            )
         )
-        self.batch_size = Histogram(
-            "inferd_batch_size",
-            "Items per model batch",
-            ["model", "version"],
-            buckets=_BATCH_BUCKETS,
-            registry=self.registry,
+        self.batch_size = self._register(
+            _Histogram(
+                "inferd_batch_size", "Items per model batch", ["model", "version"], _BATCH_BUCKETS
+            )
         )
-        self.time_to_first_token = Histogram(
-            "inferd_time_to_first_token_seconds",
-            "Seconds from a generation request's arrival to its first token",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        self.time_to_first_token = self._register(
+            _Histogram(
+                "inferd_time_to_first_token_seconds",
+                "Seconds from a generation request's arrival to its first token",
+                ["model"],
+                _LATENCY_BUCKETS,
+            )
         )
-        self.inter_token = Histogram(
-            "inferd_inter_token_seconds",
-            "Seconds between consecutive tokens of one generation request",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        self.inter_token = self._register(
+            _Histogram(
+                "inferd_inter_token_seconds",
+                "Seconds between consecutive tokens of one generation request",
+                ["model"],
+                _LATENCY_BUCKETS,
+            )
         )
-        self.generated_tokens = Counter(
-            "inferd_generated_tokens",
-            "Tokens generated (rate() of it is tokens per second)",
-            ["model"],
-            registry=self.registry,
+        self.generated_tokens = self._register(
+            _Counter(
+                "inferd_generated_tokens",
+                "Tokens generated (rate() of it is tokens per second)",
+                ["model"],
+            )
         )
         self.decisions = Counter(
             "inferd_decisions",
@@ -186,17 +303,37 @@ class Metrics:
         if actions is not None:
             self.registry.register(_ActionCollector(actions))
         self.registry.register(_EngineCollector(engines))
-        self._stage_children: dict[tuple[str, str], Histogram] = {}
-        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._stage_children: dict[tuple[str, str], Series] = {}
+        self._item_children: dict[str, tuple[Series, Series, Series, Series]] = {}
+        self._request_children: dict[tuple[str, str, int], Count] = {}
         self._known_models = known_models
 
-    def stage(self, model: str, stage: str) -> Histogram:
-        """The histogram child for one model and stage, cached (labels() is not free)."""
+    def _register(self, family: FamilyT) -> FamilyT:
+        self.registry.register(family)
+        return family
+
+    def stage(self, model: str, stage: str) -> Series:
+        """The histogram series for one model and stage, cached (labels() is not free)."""
         key = (model, stage)
         child = self._stage_children.get(key)
         if child is None:
             child = self._stage_children[key] = self.stage_seconds.labels(model, stage)
         return child
+
+    def observe_item(
+        self, model: str, queue_s: float, preprocess_s: float, model_s: float, postprocess_s: float
+    ) -> None:
+        """One item's queue, preprocess, model and postprocess seconds, under one lock."""
+        children = self._item_children.get(model)
+        if children is None:
+            queue, pre, run, post = (self.stage(model, s) for s in STAGES[:4])
+            children = self._item_children[model] = (queue, pre, run, post)
+        queue, pre, run, post = children
+        with self.stage_seconds.lock:
+            queue.add(queue_s)
+            pre.add(preprocess_s)
+            run.add(model_s)
+            post.add(postprocess_s)
 
     def generation_observer(self, model: str) -> Callable[[list[tuple[bool, float]]], None]:
         """The engine's per-step hook for one model: token timings into the histograms."""

@@ -53,15 +53,12 @@ class InputDecoder:
         self.inputs = inputs
         self.batched = batched
         self._input_by_name = {t.name: t for t in inputs}
+        self._fixed_shapes = {t.name: tuple(t.shape) for t in inputs if -1 not in t.shape}
+        """Declared shapes without "any" dimensions, matched by one tuple comparison."""
 
     def items_from_tensors(self, tensors: Sequence[InferTensor]) -> list[Item]:
         """V2 input tensors → items (split along the batch dimension when the model batches)."""
-        by_name: dict[str, InferTensor] = {}
-        for tensor in tensors:
-            if tensor.name in by_name:
-                raise BadRequestError(f"input {tensor.name!r} is given twice")
-            by_name[tensor.name] = tensor
-        self._check_names(by_name)
+        by_name = self._tensors_by_name(tensors)
         arrays: dict[str, np.ndarray] = {}
         for spec in self.inputs:
             tensor = by_name[spec.name]
@@ -75,19 +72,39 @@ class InputDecoder:
             for spec in self.inputs:
                 self._check_shape(spec, arrays[spec.name].shape, "")
             return [arrays]
-        sizes = {name: array.shape[0] if array.ndim else -1 for name, array in arrays.items()}
-        if any(size < 0 for size in sizes.values()):
-            raise BadRequestError(
-                "every input needs a leading batch dimension, e.g. shape [1, ...] for one item"
-            )
-        if len(set(sizes.values())) > 1:
-            raise BadRequestError(f"inputs disagree on the batch size: {sizes}")
-        count = next(iter(sizes.values()))
-        if count == 0:
-            raise BadRequestError("the batch is empty (batch dimension 0); send at least one item")
+        count = self._batch_size(arrays)
         for spec in self.inputs:
             arrays[spec.name] = self._fit_item_shape(spec, arrays[spec.name], batched=True)
         return [{name: array[i, ...] for name, array in arrays.items()} for i in range(count)]
+
+    def _tensors_by_name(self, tensors: Sequence[InferTensor]) -> dict[str, InferTensor]:
+        """The tensors by name, refusing a name given twice and missing or unknown names."""
+        by_name = {tensor.name: tensor for tensor in tensors}
+        if len(by_name) != len(tensors):
+            seen: set[str] = set()
+            for tensor in tensors:
+                if tensor.name in seen:
+                    raise BadRequestError(f"input {tensor.name!r} is given twice")
+                seen.add(tensor.name)
+        if by_name.keys() != self._input_by_name.keys():
+            self._check_names(by_name)
+        return by_name
+
+    @staticmethod
+    def _batch_size(arrays: dict[str, np.ndarray]) -> int:
+        """The items in a batch: every input's leading dimension, which must agree."""
+        shapes = [array.shape for array in arrays.values()]
+        if not all(shapes):  # a 0-d array's shape is ()
+            raise BadRequestError(
+                "every input needs a leading batch dimension, e.g. shape [1, ...] for one item"
+            )
+        count: int = shapes[0][0]
+        if len(shapes) > 1 and any(shape[0] != count for shape in shapes):
+            sizes = {name: array.shape[0] for name, array in arrays.items()}
+            raise BadRequestError(f"inputs disagree on the batch size: {sizes}")
+        if count == 0:
+            raise BadRequestError("the batch is empty (batch dimension 0); send at least one item")
+        return count
 
     def item_from_instance(self, instance: Any) -> Item:
         """A V1 instance → one item: an object keyed by input names, or a bare value."""
@@ -159,7 +176,7 @@ class InputDecoder:
 
     def _fit_item_shape(self, spec: TensorSpec, array: np.ndarray, *, batched: bool) -> np.ndarray:
         shape = array.shape[1:] if batched else array.shape
-        if _shape_ok(shape, spec.shape):
+        if shape == self._fixed_shapes.get(spec.name) or _shape_ok(shape, spec.shape):
             return array
         # A scalar per item for a [1]-shaped input is unambiguous: accept it.
         if spec.shape == [1] and shape == ():

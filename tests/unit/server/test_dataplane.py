@@ -441,6 +441,42 @@ async def test_not_serving_model_is_not_ready(root: Path) -> None:
         await plane.repository.stop()
 
 
+def _add_house(root: Path, name: str, **extra: Any) -> None:
+    onnx_models.linear_regressor(root / name / "1" / "model.onnx", features=3)
+    _write_yaml(
+        root / name,
+        {
+            "task": "regression",
+            "inputs": [{"name": f, "datatype": "FP64", "shape": [1]} for f in FEATURES],
+            "preprocess": [{"type": "tabular", "features": FEATURES}],
+            "postprocess": [{"type": "regress", "names": ["price"]}],
+            **extra,
+        },
+    )
+
+
+async def test_decisions_are_answered_only_by_models_with_rules(tmp_path: Path) -> None:
+    """Stage 6 runs for a prediction log or rules, and skips models with neither; only rules
+    put decisions in the answer."""
+    _add_house(tmp_path, "plain")
+    _add_house(tmp_path, "logged", prediction_log={"inputs": ["f0"]})
+    _add_house(tmp_path, "ruled", decide=[{"decision": "always", "when": "true"}])
+    plane = _dataplane(tmp_path)
+    await _start(plane)
+    try:
+        instance = dict.fromkeys(FEATURES, 1.0)
+        tensors = [InferTensor(f, "FP64", [1, 1], np.ones((1, 1))) for f in FEATURES]
+        for name, decided in [("plain", None), ("logged", None), ("ruled", ["always"])]:
+            [answer] = await plane.predict(name, None, [instance], "r")
+            assert answer.get("decisions") == decided, name
+            response = await plane.infer(name, None, InferRequest(tensors), "r")
+            want = {} if decided is None else {"decisions": "always"}
+            assert response.parameters == want, name
+            assert response.outputs[0].data.shape == (1, 1)
+    finally:
+        await plane.repository.stop()
+
+
 # --- metrics ------------------------------------------------------------------------------------
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
-from inferd.server.metrics import STAGES, Metrics
+from inferd.server.metrics import STAGES, Metrics, _Counter, _Histogram
 
 
 def _no_queues() -> Iterable[tuple[str, str, int, int]]:
@@ -191,3 +194,71 @@ def test_two_metrics_do_not_share_a_registry() -> None:
     assert get("inferd_batch_size_count", {"model": "m", "version": "1"}) is None
     assert get("inferd_stage_seconds_count", {"model": "m", "stage": "total"}) is None
     assert "inferd_requests_total{" not in second.render().decode()
+
+
+# --- the plain-number series against prometheus_client's own ------------------------------------
+
+BOUNDS = (0.001, 0.01, 0.1, 1.0, 2.5)
+VALUES = [0.0, 0.0005, 0.001, 0.0010001, 0.01, 0.05, 1.0, 2.5, 3.0, 1e9]
+
+
+def _render(*collectors: Collector) -> str:
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return generate_latest(registry).decode()
+
+
+def test_histogram_renders_what_prometheus_client_renders() -> None:
+    ours = _Histogram("x_seconds", "Doc", ["model", "stage"], BOUNDS)
+    theirs = Histogram("x_seconds", "Doc", ["model", "stage"], buckets=BOUNDS, registry=None)
+    for labels in [("a", "queue"), ("b", "model"), ("a", "model")]:
+        ours.labels(*labels)
+        theirs.labels(*labels)
+    for value in VALUES:  # on, just above and between the bounds
+        ours.labels("a", "queue").observe(value)
+        theirs.labels("a", "queue").observe(value)
+    ours.labels("a", "model").observe(0.02)
+    theirs.labels("a", "model").observe(0.02)
+    assert _render(ours) == _render(theirs)
+
+
+def test_counter_renders_what_prometheus_client_renders() -> None:
+    ours = _Counter("x_requests", "Doc", ["model", "status"])
+    theirs = Counter("x_requests", "Doc", ["model", "status"], registry=None)
+    for labels, amount in [(("a", "200"), 1.0), (("b", "404"), 2.5), (("a", "200"), 3.0)]:
+        ours.labels(*labels).inc(amount)
+        theirs.labels(*labels).inc(amount)
+    ours.labels("c", "500")
+    theirs.labels("c", "500")
+    assert _render(ours) == _render(theirs)
+
+
+def test_series_are_safe_to_update_from_several_threads() -> None:
+    metrics = _metrics(known={"m"})
+
+    def work() -> None:
+        for _ in range(2000):
+            metrics.observe_item("m", 0.001, 0.002, 0.003, 0.004)
+            metrics.count("m", "v2", 200)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _requests(metrics, "m", "v2", "200") == 8000.0
+    get = metrics.registry.get_sample_value
+    for stage in STAGES[:4]:
+        assert get("inferd_stage_seconds_count", {"model": "m", "stage": stage}) == 8000.0
+
+
+def test_observe_item_records_the_four_item_stages() -> None:
+    metrics = _metrics()
+    metrics.observe_item("m", 0.00005, 0.0003, 0.02, 7.0)
+    get = metrics.registry.get_sample_value
+    for stage, le in zip(STAGES[:4], ("0.0001", "0.0005", "0.025", "10.0"), strict=True):
+        labels = {"model": "m", "stage": stage}
+        assert get("inferd_stage_seconds_count", labels) == 1.0
+        assert get("inferd_stage_seconds_bucket", {**labels, "le": le}) == 1.0
+    assert get("inferd_stage_seconds_count", {"model": "m", "stage": "total"}) is None
