@@ -335,8 +335,9 @@ def measure_raw(
 ) -> RawPoint:
     """Back-to-back session.run calls at one batch size (or with `gap_s` of idle between
     calls, as a server at c=1 has); items/s counts only the time inside run()."""
-    x = rng.standard_normal((batch, *COMPUTE_SHAPE)).astype(np.float32)
-    feed = {"x": x}
+    node = session.get_inputs()[0]  # the compute model's, or any one-input float model's
+    x = rng.standard_normal((batch, *node.shape[1:])).astype(np.float32)
+    feed = {node.name: x}
     warm_until = time.perf_counter() + min(0.3, seconds / 3)
     while time.perf_counter() < warm_until:
         session.run(None, feed)

@@ -3,7 +3,8 @@
 Every server listens on a free 127.0.0.1 port, runs in its own process group (so stopping it
 reaches every process it started: LitServe's and MLServer's workers, BentoML's arbiter, Ray's
 daemons and actors), and counts as ready only once it answers sample 0 of every model with
-raw ONNX Runtime's output.
+raw ONNX Runtime's output. inferd and the floor (bench/floor_app.py, which answers that output
+as a fixed reply) run from inferd's own venv; the others from their own (envs.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from workload import Workload, check_reply
 
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "servers"
-PEERS = ("inferd", "fastapi", "litserve", "bentoml", "mlserver", "rayserve")
+FLOOR_APP = HERE.parent / "floor_app.py"  # the bare-ASGI floor, also bench/serve.py's
+PEERS = ("inferd", "floor", "fastapi", "litserve", "bentoml", "mlserver", "rayserve")
 START_TIMEOUT_S = {"rayserve": 300.0}  # Ray starts a cluster, a controller and a proxy first
 DEFAULT_START_TIMEOUT_S = 120.0
 
@@ -56,6 +58,8 @@ class Batching:
         return {
             "inferd": f"model.yaml batching: {{max_batch_size: {n}, max_delay_ms: {w:g}}}, "
             "runtime: {instances: 1}",
+            "floor": "none, no model: parses the body (orjson), answers raw ORT's output for "
+            "sample 0 (fixed)",
             "fastapi": "none: one ORT run per request, in FastAPI's thread pool",
             "litserve": f"LitAPI(max_batch_size={n}, batch_timeout={w / 1000:g}), "
             "1 inference worker process per model",
@@ -255,6 +259,28 @@ def mlserver_folder(folder: Path, port: int, workloads: list[Workload], batching
     return folder
 
 
+def floor_replies(path: Path, workloads: list[Workload]) -> Path:
+    """The floor's fixed replies (bench/floor_app.py --replies): per model route, the V2
+    response carrying raw ORT's output for sample 0, so it passes the readiness check."""
+    replies = {
+        w.route: {
+            "model_name": w.name,
+            "model_version": "1",
+            "outputs": [
+                {
+                    "name": w.output,
+                    "datatype": "FP32",
+                    "shape": list(w.expected.shape),
+                    "data": w.expected.ravel().tolist(),
+                }
+            ],
+        }
+        for w in workloads
+    }
+    path.write_text(json.dumps(replies, indent=2))
+    return path
+
+
 def make_server(
     peer: str,
     env: PeerEnv | None,
@@ -295,6 +321,19 @@ def make_server(
             "warning",
             "--data-dir",
             str(work / "inferd-data"),
+        ]
+        cwd = ROOT
+    elif peer == "floor":  # inferd's own venv, like inferd: uvicorn, uvloop, httptools, orjson
+        replies = floor_replies(work / "floor-replies.json", workloads)
+        argv = [
+            sys.executable,
+            str(FLOOR_APP),
+            "--port",
+            str(port),
+            "--replies",
+            str(replies),
+            "--log-level",
+            "warning",
         ]
         cwd = ROOT
     elif env is None:

@@ -4,16 +4,22 @@ frameworks, each with its own batching on, driven by the same `inferd bench` swe
     .venv/bin/python bench/peers/run.py                      # every peer, both models
     .venv/bin/python bench/peers/run.py --peers inferd,mlserver --models cnn --duration 5
 
-Peers: inferd, plain FastAPI + ONNX Runtime, LitServe, BentoML, MLServer, Ray Serve. Each
-peer other than inferd is installed on first use into its own virtual environment under
---venvs (pinned in requirements/, reused while the pins are unchanged). Each server runs on a
-free 127.0.0.1 port in its own process group and is always stopped. See bench/README.md.
+Peers: inferd, the bare-ASGI floor (bench/floor_app.py on uvicorn: parse the JSON body,
+answer a fixed reply), plain FastAPI + ONNX Runtime, LitServe, BentoML, MLServer, Ray Serve.
+inferd and the floor run from inferd's own venv; each other peer is installed on first use
+into its own virtual environment under --venvs (pinned in requirements/, reused while the
+pins are unchanged). Each server runs on a free 127.0.0.1 port in its own process group and is
+always stopped. Raw ONNX Runtime's items/s on the cnn is measured in this process right before
+and right after inferd's cnn levels. After the tables the report checks the targets (tiny
+c=64 vs the floor, c=1 p50, cnn c=32 vs raw ORT and the peers, p99/p50 at c=64) with
+PASS/MISS. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -34,11 +40,18 @@ from cpu import CpuSampler  # noqa: E402
 from envs import PeerEnv, ensure_all  # noqa: E402
 from load import LOADGENS, Level, run_sweep  # noqa: E402
 from peers import PEERS, Batching, PeerServer, make_server, start_timeout  # noqa: E402
-from serve import RESULTS, BenchError, cpu_model, table, wait_quiet  # noqa: E402
-from workload import MIN_CNN_ITEM_MS, Workload, build  # noqa: E402
+from serve import (  # noqa: E402
+    RESULTS,
+    BenchError,
+    cpu_model,
+    table,
+    wait_quiet,
+)
+from targets import RAW_BATCHES, RawOrt, fmt_ms, targets, targets_block  # noqa: E402
+from workload import MIN_CNN_ITEM_MS, MODELS, Workload, build  # noqa: E402
 
-MODELS = ("tiny", "cnn")
 BUSY_OTHER_CPU = 0.25  # other work above this share of a CPU disturbs a level
+LOCAL_PEERS = ("inferd", "floor")  # run from inferd's own venv: nothing to install
 
 
 def csv(text: str, allowed: tuple[str, ...] | None = None) -> list[str]:
@@ -108,8 +121,10 @@ def run_peer(
     args: argparse.Namespace,
     batching: Batching,
     work: Path,
+    raw: RawOrt | None = None,
 ) -> dict[str, Any]:
-    """Start one peer, sweep every model through it, stop it; what happened, as plain data."""
+    """Start one peer, sweep every model through it, stop it; what happened, as plain data.
+    With `raw`, raw ORT is measured right before and right after the sweep of its model."""
     record: dict[str, Any] = {"peer": peer, "models": {}}
     server: PeerServer | None = None
     try:
@@ -124,10 +139,14 @@ def run_peer(
             f"  {peer}: answered every model correctly after {server.startup_s:.1f} s", flush=True
         )
         for w in workloads:
+            if raw is not None and raw.model == w.name:
+                raw.measure(f"before {peer}'s levels")
             with CpuSampler(server.processes) as sampler:
-                levels, raw = run_sweep(
+                levels, loadgen = run_sweep(
                     args.loadgen, server.url, w, args.concurrency, args.duration, args.warmup
                 )
+            if raw is not None and raw.model == w.name:
+                raw.measure(f"after {peer}'s levels")
             for level in levels:
                 shares = sampler.shares(*level.window) if level.window else None
                 if shares is not None:
@@ -137,7 +156,10 @@ def run_peer(
                 raise BenchError(f"{peer} died during the {w.name} sweep:\n{server.tail()}")
             for level in levels:
                 print(describe_level(peer, w.name, level), flush=True)
-            record["models"][w.name] = {"levels": [asdict(lv) for lv in levels], "loadgen": raw}
+            record["models"][w.name] = {
+                "levels": [asdict(lv) for lv in levels],
+                "loadgen": loadgen,
+            }
     except Exception as error:  # one peer's failure is reported, and the others still run
         record["error"] = str(error) if isinstance(error, BenchError) else repr(error)
         print(f"  {peer}: FAILED: {record['error']}", flush=True)
@@ -145,10 +167,6 @@ def run_peer(
         if server is not None:
             server.stop()
     return record
-
-
-def fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def item_time(ms: float) -> str:
@@ -248,6 +266,7 @@ def report(result: dict[str, Any]) -> str:
         for peer, data in result["peers"].items()
     ]
     out += ["", table(["peer", "version", "install", "ready after", "batching"], rows)]
+    out += targets_block(result)
     out += [f"NOTE: {note}" for note in result["notes"]]
     return "\n".join(out)
 
@@ -265,7 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     notes: list[str] = []
 
     print(f"1. virtual environments under {args.venvs}", flush=True)
-    envs = ensure_all([p for p in args.peers if p != "inferd"], args.venvs)
+    envs = ensure_all([p for p in args.peers if p not in LOCAL_PEERS], args.venvs)
 
     peers: dict[str, dict[str, Any]] = {}
     for peer in args.peers:
@@ -273,6 +292,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         peers[peer] = {
             "version": inferd_version()
             if peer == "inferd"
+            else f"uvicorn {importlib.metadata.version('uvicorn')}"
+            if peer == "floor"
             else env.version
             if isinstance(env, PeerEnv)
             else "not installed",
@@ -311,13 +332,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"{MIN_CNN_ITEM_MS:g} ms a compute-bound model should cost here"
                 )
 
+        cnn = next((w for w in workloads if w.name == "cnn"), None)
+        raw = None
+        if cnn is not None and "inferd" in args.peers:
+            batches = sorted({b for b in RAW_BATCHES if b <= args.max_batch} | {args.max_batch})
+            raw = RawOrt(cnn, args.threads, batches, args.raw_seconds)
+
         print(f"3. servers, one at a time ({args.loadgen} load)", flush=True)
         for peer in args.peers:
             env = envs.get(peer)
             if isinstance(env, BenchError):
                 records.append({"peer": peer, "models": {}, "error": f"install failed: {env}"})
                 continue
-            record = run_peer(peer, env, workloads, args, batching, work / peer)
+            record = run_peer(
+                peer, env, workloads, args, batching, work / peer, raw if peer == "inferd" else None
+            )
             peers[peer]["startup_s"] = record.get("startup_s")
             records.append(record)
             log = work / peer / f"{peer}.log"
@@ -346,24 +375,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.loadgen == "inferd"
         else "httpx STAND-IN (not inferd bench)"
     )
+    settings = {
+        "peers": args.peers,
+        "models": args.models,
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "raw_seconds": args.raw_seconds,
+        "loadgen": args.loadgen,
+        "loadgen_label": label,
+        "max_batch_size": args.max_batch,
+        "batch_wait_ms": args.batch_wait_ms,
+        "threads": args.threads,
+    }
+    raw_record = raw.record() if raw is not None and raw.bracket.pairs else None
     return {
         "machine": info,
-        "settings": {
-            "peers": args.peers,
-            "models": args.models,
-            "concurrency": args.concurrency,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "loadgen": args.loadgen,
-            "loadgen_label": label,
-            "max_batch_size": args.max_batch,
-            "batch_wait_ms": args.batch_wait_ms,
-            "threads": args.threads,
-        },
+        "settings": settings,
         "elapsed_s": time.monotonic() - started,
         "models": models,
         "peers": peers,
         "records": records,
+        "raw_ort": raw_record,
+        "targets": targets(records, settings, raw_record),
         "notes": notes,
     }
 
@@ -376,7 +410,10 @@ def main() -> int:
     parser.add_argument("--peers", type=lambda t: csv(t, PEERS), default=list(PEERS))
     parser.add_argument("--models", type=lambda t: csv(t, MODELS), default=list(MODELS))
     parser.add_argument(
-        "--concurrency", type=lambda t: [int(c) for c in csv(t)], default=[1, 4, 16, 64]
+        "--concurrency",
+        type=lambda t: [int(c) for c in csv(t)],
+        default=[1, 4, 16, 32, 64],
+        help="closed-loop levels; the targets use c=1, 32 and 64",
     )
     parser.add_argument("--duration", type=float, default=8.0, help="measured s per level")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured s per level")
@@ -398,6 +435,12 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads, all peers")
     parser.add_argument(
+        "--raw-seconds",
+        type=float,
+        default=1.0,
+        help="raw ORT on the cnn: measured s per batch size, before and after inferd's levels",
+    )
+    parser.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -407,8 +450,9 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
-    if "inferd" in args.peers:  # the baseline of every ratio goes first
-        args.peers = ["inferd", *[p for p in args.peers if p != "inferd"]]
+    # inferd, the baseline of every ratio, goes first; then the floor, its yardstick
+    first = [p for p in LOCAL_PEERS if p in args.peers]
+    args.peers = [*first, *[p for p in args.peers if p not in first]]
     args.venvs = args.venvs.resolve()
     stamp = f"{dt.datetime.now():%Y%m%d-%H%M%S}"
     args.out = args.out or RESULTS / f"peers-{stamp}.json"

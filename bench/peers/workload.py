@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from serve import BenchError, build_compute_model, build_trivial_model, ort_session
 
+MODELS = ("tiny", "cnn")
 CNN_SHAPE = (1, 28, 28)
 CNN_CHANNELS = (48, 96)
 CNN_HIDDEN = 512
