@@ -15,6 +15,7 @@ from inferd.server.web import (
     HttpResponse,
     StreamingResponse,
     decode_content,
+    send_chunks,
     too_large,
 )
 
@@ -98,20 +99,12 @@ async def send_response(response: HttpResponse, request: AsgiRequest, send: Send
     if not isinstance(response, StreamingResponse):
         await send({"type": "http.response.body", "body": response.body})
         return
-    sender = asyncio.current_task()
-    assert sender is not None
-    request.cancel_on_disconnect(True)
-    try:
-        async for chunk in response.chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def write(chunk: bytes) -> None:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    if await send_chunks(request, response, write):
         await send({"type": "http.response.body", "body": b""})
-    except asyncio.CancelledError:
-        if not request.disconnected:
-            raise
-        sender.uncancel()  # the client left: nothing more to send, nothing failed
-    finally:
-        request.cancel_on_disconnect(False)
-        await response.close()
 
 
 async def serve_lifespan(

@@ -42,6 +42,7 @@ from inferd.server.web import (
     HttpResponse,
     StreamingResponse,
     decode_content,
+    send_chunks,
     too_large,
 )
 
@@ -358,25 +359,19 @@ class Connection(asyncio.Protocol):
         """Send the chunks as they come (chunked transfer coding), at the client's pace."""
         transport = self._transport
         assert transport is not None
-        sender = asyncio.current_task()
-        assert sender is not None
         transport.write(b"".join(self._head(request, response, None)))
-        request.cancel_on_disconnect(True)
-        try:
-            if not request.head_only:
-                async for chunk in response.chunks:
-                    if chunk:
-                        transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                    if self._writing_paused:
-                        await self._drain()
-            transport.write(b"0\r\n\r\n")
-        except asyncio.CancelledError:
-            if not request.disconnected:
-                raise
-            sender.uncancel()  # the client left: nothing more to send, nothing failed
-        finally:
-            request.cancel_on_disconnect(False)
+        if request.head_only:
             await response.close()
+        elif not await send_chunks(request, response, self._write_chunk):
+            return
+        transport.write(b"0\r\n\r\n")
+
+    async def _write_chunk(self, chunk: bytes) -> None:
+        assert self._transport is not None
+        if chunk:
+            self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        if self._writing_paused:
+            await self._drain()
 
     async def _drain(self) -> None:
         if self._closing or not self._writing_paused:

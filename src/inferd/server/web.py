@@ -8,6 +8,7 @@ get back in their own way. Nothing here knows about models or about a particular
 
 from __future__ import annotations
 
+import asyncio
 import re
 import zlib
 from abc import ABC, abstractmethod
@@ -115,6 +116,29 @@ class StreamingResponse(HttpResponse):
         closer = getattr(self.chunks, "aclose", None)
         if closer is not None:
             await closer()
+
+
+async def send_chunks(
+    request: HttpRequest, response: StreamingResponse, write: Callable[[bytes], Awaitable[None]]
+) -> bool:
+    """Write a streaming response's chunks as they come: True when they ended, False when the
+    client disconnected (which cancels the sending; then nothing failed and nothing is left
+    to send). Either way the chunks are closed, which stops their producer."""
+    sender = asyncio.current_task()
+    assert sender is not None
+    request.cancel_on_disconnect(True)
+    try:
+        async for chunk in response.chunks:
+            await write(chunk)
+        return True
+    except asyncio.CancelledError:
+        if not request.disconnected:
+            raise
+        sender.uncancel()
+        return False
+    finally:
+        request.cancel_on_disconnect(False)
+        await response.close()
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]

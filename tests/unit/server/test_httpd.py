@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -93,6 +93,14 @@ async def exchange(port: int, raw: bytes, *, read_until_close: bool = True) -> b
         return await asyncio.wait_for(reader.read(65536), 5)
     finally:
         writer.close()
+
+
+async def until(condition: Callable[[], object]) -> None:
+    for _ in range(300):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in 3 s")
 
 
 def split_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
@@ -263,15 +271,9 @@ async def test_a_client_that_disconnects_cancels_its_watched_work() -> None:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         await writer.drain()
-        for _ in range(100):
-            if recorder.seen:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: recorder.seen)
         writer.close()
-        for _ in range(200):
-            if recorder.cancelled:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: recorder.cancelled)
         assert recorder.cancelled == ["/slow"]
         # still serving
         data = await exchange(port, b"GET /next HTTP/1.1\r\nConnection: close\r\n\r\n")
@@ -303,10 +305,7 @@ async def test_stop_finishes_requests_in_flight_and_refuses_new_connections() ->
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         await writer.drain()
-        for _ in range(100):
-            if recorder.seen:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: recorder.seen)
         service.stop()
         await asyncio.sleep(0.1)
         with pytest.raises(OSError):
