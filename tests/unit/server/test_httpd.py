@@ -1,5 +1,6 @@
-"""inferd's own HTTP/1.1 server, over real loopback sockets with a handler that records
-what it was given: keep-alive, pipelining, limits, streaming, disconnects, timeouts, stop."""
+"""inferd's own HTTP/1.1 server (httpd.py, connection.py), over real loopback sockets with a
+handler that records what it was given: keep-alive, pipelining, limits, streaming,
+disconnects, timeouts, stop."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from inferd.server import httpd
+from inferd.server import connection, httpd
 from inferd.server.httpd import HttpService, ListenError, bind
 from inferd.server.web import HttpRequest, HttpResponse, StreamingResponse
 
@@ -212,7 +213,8 @@ async def test_malformed_requests_and_huge_headers_are_refused() -> None:
         [(status, _, body)] = split_responses(await exchange(port, b"NOT HTTP AT ALL\r\n\r\n"))
         assert status == 400
         assert "malformed HTTP request" in json.loads(body)["error"]
-        huge = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (httpd.MAX_HEADER_BYTES + 10) + b"\r\n\r\n"
+        big = b"a" * (connection.MAX_HEADER_BYTES + 10)
+        huge = b"GET / HTTP/1.1\r\nX-Big: " + big + b"\r\n\r\n"
         [(status, _, _)] = split_responses(await exchange(port, huge))
         assert status == 431
         # the server still serves
@@ -284,8 +286,8 @@ async def test_idle_connections_close_and_stalled_requests_get_408(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(httpd, "TICK_S", 0.05)
-    monkeypatch.setattr(httpd, "KEEP_ALIVE_S", 0.2)
-    monkeypatch.setattr(httpd, "REQUEST_STALL_S", 0.3)
+    monkeypatch.setattr(connection, "KEEP_ALIVE_S", 0.2)
+    monkeypatch.setattr(connection, "REQUEST_STALL_S", 0.3)
     recorder = Recorder()
     async with serving(recorder) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
