@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -113,3 +115,18 @@ def test_sigterm_finishes_the_request_in_flight_then_exits(tmp_path: Path) -> No
             httpx.get(running.url + "/v2/health/live", timeout=1)
     finally:
         stop_server(running.process)
+
+
+def test_a_taken_port_fails_at_once_with_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "inferd.cli", "serve", str(tmp_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(done.stderr.split())

@@ -275,9 +275,9 @@ async def test_cancelled_submit_is_removed_and_never_run(make: MakeBatcher) -> N
     assert fn.batches == [[-1], [0, 2]]
 
 
-async def test_item_cancelled_just_before_its_batch_forms_is_skipped(make: MakeBatcher) -> None:
-    fn = Doubler()
-    b = await make(fn, max_batch_size=2, max_delay_ms=60_000)
+async def cancel_item_1_as_its_batch_forms(b: Batcher[int, int]) -> None:
+    """Queue 1, then 2 (which fills a batch of two and wakes the scheduler), and cancel 1's
+    submit before the scheduler runs: 2 is answered (4), 1 is cancelled and never run."""
     gone = asyncio.create_task(b.submit(1))
     await until(lambda: b.queue_depth == 1)
     kept = asyncio.create_task(b.submit(2))
@@ -286,6 +286,12 @@ async def test_item_cancelled_just_before_its_batch_forms_is_skipped(make: MakeB
     assert (await soon(kept))[0] == 4
     with pytest.raises(asyncio.CancelledError):
         await soon(gone)
+
+
+async def test_item_cancelled_just_before_its_batch_forms_is_skipped(make: MakeBatcher) -> None:
+    fn = Doubler()
+    b = await make(fn, max_batch_size=2, max_delay_ms=60_000)
+    await cancel_item_1_as_its_batch_forms(b)
     assert fn.batches == [[2]]
 
 
@@ -570,14 +576,7 @@ async def test_inline_batches_keep_deadlines_and_cancellation(make: MakeBatcher)
     # waits for a batch-mate, and its deadline passes while it waits in the queue
     with pytest.raises(DeadlineExceededError, match="in the queue"):
         await soon(b.submit(7, deadline=time.monotonic() + 0.05))
-    gone = asyncio.create_task(b.submit(1))
-    await until(lambda: b.queue_depth == 1)
-    kept = asyncio.create_task(b.submit(2))
-    await asyncio.sleep(0)  # submit(2) fills the batch and wakes the scheduler ...
-    gone.cancel()  # ... which runs before the cancelled task can remove its item
-    assert (await soon(kept))[0] == 4
-    with pytest.raises(asyncio.CancelledError):
-        await soon(gone)
+    await cancel_item_1_as_its_batch_forms(b)
     assert model.batches[3:] == [[3, 4], [2]]
     assert model.inline[3:] == [True, True]
 

@@ -5,6 +5,7 @@ disconnects, timeouts, stop."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,14 @@ import httpx
 import pytest
 
 from inferd.server import connection, httpd
-from inferd.server.httpd import HttpService, ListenError, bind
+from inferd.server.httpd import (
+    GC_THRESHOLDS,
+    HttpService,
+    ListenError,
+    StartupError,
+    bind,
+    settle_garbage_collector,
+)
 from inferd.server.web import HttpRequest, HttpResponse, StreamingResponse
 
 
@@ -102,6 +110,17 @@ async def until(condition: Callable[[], object]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not reached in 3 s")
+
+
+async def start_slow_request(
+    port: int, recorder: Recorder
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection whose GET /slow the handler is now holding (until `release`)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    await until(lambda: recorder.seen)
+    return reader, writer
 
 
 def split_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
@@ -270,10 +289,7 @@ async def test_a_client_that_leaves_a_stream_closes_its_producer() -> None:
 async def test_a_client_that_disconnects_cancels_its_watched_work() -> None:
     recorder = Recorder()
     async with serving(recorder) as (_, port):
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        await writer.drain()
-        await until(lambda: recorder.seen)
+        _, writer = await start_slow_request(port, recorder)
         writer.close()
         await until(lambda: recorder.cancelled)
         assert recorder.cancelled == ["/slow"]
@@ -304,10 +320,7 @@ async def test_idle_connections_close_and_stalled_requests_get_408(
 async def test_stop_finishes_requests_in_flight_and_refuses_new_connections() -> None:
     recorder = Recorder()
     async with serving(recorder) as (service, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        await writer.drain()
-        await until(lambda: recorder.seen)
+        reader, writer = await start_slow_request(port, recorder)
         service.stop()
         await asyncio.sleep(0.1)
         with pytest.raises(OSError):
@@ -329,3 +342,33 @@ def test_a_taken_port_is_a_clear_error() -> None:
             bind("127.0.0.1", port)
     finally:
         first.close()
+
+
+async def test_a_failed_start_up_is_a_startup_error_and_nothing_listens() -> None:
+    async def startup() -> None:
+        raise RuntimeError("the store is unreachable")
+
+    async def shutdown() -> None:
+        raise AssertionError("never started, so never shut down")
+
+    service = HttpService(Recorder(), startup=startup, shutdown=shutdown, max_body_bytes=10)
+    sock = bind("127.0.0.1", 0)
+    try:
+        with pytest.raises(StartupError, match="start-up failed: the store is unreachable"):
+            await service.serve(sock)
+        assert not service.serving.is_set()
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def test_settling_the_collector_freezes_the_start_up_heap() -> None:
+    before = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
