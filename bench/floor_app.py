@@ -1,6 +1,6 @@
 """The HTTP floor: a bare ASGI app on uvicorn (uvloop + httptools), no framework, no model.
 
-`inferd serve` has its own HTTP/1.1 server (src/inferd/server/httpd.py); this is the bare-ASGI
+`inferd serve` has its own HTTP/1.1 server (src/inferd/http/server.py); this is the bare-ASGI
 floor it is measured against: uvicorn with httptools and uvloop (uvicorn's "auto" picks them
 when installed), access log off, one callable that reads the request body and answers a fixed
 JSON body. What it measures is the cost of HTTP through an ASGI server on this machine.

@@ -36,8 +36,8 @@ sys.path.insert(0, str(HERE / "peers"))
 from serve import build_trivial_model  # noqa: E402
 from workload import CNN_SHAPE, build_cnn, v2_body  # noqa: E402
 
-from inferd.server.http import HttpServer  # noqa: E402
-from inferd.server.web import HttpRequest  # noqa: E402
+from inferd.api.routes import HttpServer  # noqa: E402
+from inferd.http.messages import HttpRequest  # noqa: E402
 
 
 def repository(folder: Path, model: str) -> tuple[Path, bytes]:

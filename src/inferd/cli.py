@@ -90,8 +90,9 @@ def serve(
     ] = 30.0,
 ) -> None:
     """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
-    from inferd.server.http import create_app
-    from inferd.server.httpd import HttpService, ListenError, StartupError
+    from inferd.api.routes import create_app
+    from inferd.errors import ListenError, StartupError
+    from inferd.http.server import HttpService
 
     if not repo.is_dir():
         raise _fail(f"model repository {repo} is not a folder")

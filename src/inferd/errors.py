@@ -2,14 +2,21 @@
 
     InferdError                      500  INTERNAL
     ├── BadRequestError              400  INVALID_ARGUMENT   (bad input: shape, names, values)
-    │   └── PayloadTooLargeError     413  INVALID_ARGUMENT   (body over the configured limit)
+    │   ├── PayloadTooLargeError     413  INVALID_ARGUMENT   (body over the configured limit)
+    │   └── EvaluationError          400  INVALID_ARGUMENT   (a rule cannot be computed on it)
     ├── UnauthorizedError            401  UNAUTHENTICATED
     ├── NotFoundError                404  NOT_FOUND          (unknown model or version)
+    │   └── MethodNotAllowedError    405  NOT_FOUND          (a route that takes other methods)
     ├── OverloadedError              429  RESOURCE_EXHAUSTED (queue full; carries Retry-After)
     ├── ModelNotReadyError           503  UNAVAILABLE        (known but not loaded or failed)
     ├── DeadlineExceededError        504  DEADLINE_EXCEEDED  (the request's deadline passed)
     ├── ModelError                   500  INTERNAL           (the model itself crashed)
     └── SpecError                    400  INVALID_ARGUMENT   (a model.yaml or artifact is wrong)
+        └── ExpressionError          400  INVALID_ARGUMENT   (a decide rule cannot be parsed)
+
+    ServeError                                               (`inferd serve` cannot start)
+    ├── ListenError                                          (the address cannot be listened on)
+    └── StartupError                                         (loading models or the store failed)
 
 Messages say what was wrong and how to fix it; transports render them, nothing else does.
 """
@@ -47,6 +54,10 @@ class PayloadTooLargeError(BadRequestError):
     status_code = 413
 
 
+class EvaluationError(BadRequestError):
+    """A decide rule that parsed but cannot be computed on this request's values."""
+
+
 class UnauthorizedError(InferdError):
     status_code = 401
     grpc_code = "UNAUTHENTICATED"
@@ -55,6 +66,14 @@ class UnauthorizedError(InferdError):
 class NotFoundError(InferdError):
     status_code = 404
     grpc_code = "NOT_FOUND"
+
+
+class MethodNotAllowedError(NotFoundError):
+    status_code = 405
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class OverloadedError(InferdError):
@@ -90,15 +109,41 @@ class SpecError(InferdError):
     grpc_code = "INVALID_ARGUMENT"
 
 
+class ExpressionError(SpecError):
+    """A decide rule that cannot be parsed; `position` is the 0-based offset of the fault."""
+
+    def __init__(self, message: str, position: int = 0) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class ServeError(Exception):
+    """The server cannot start; not a request's failure, so it carries no status."""
+
+
+class ListenError(ServeError):
+    """The address cannot be listened on (taken, not this machine's, not resolvable)."""
+
+
+class StartupError(ServeError):
+    """Loading the models or opening the store failed; the log has the traceback."""
+
+
 __all__ = [
     "BadRequestError",
     "DeadlineExceededError",
+    "EvaluationError",
+    "ExpressionError",
     "InferdError",
+    "ListenError",
+    "MethodNotAllowedError",
     "ModelError",
     "ModelNotReadyError",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "ServeError",
     "SpecError",
+    "StartupError",
     "UnauthorizedError",
 ]

@@ -10,14 +10,20 @@ from inferd import errors
 PUBLIC_API = [
     "BadRequestError",
     "DeadlineExceededError",
+    "EvaluationError",
+    "ExpressionError",
     "InferdError",
+    "ListenError",
+    "MethodNotAllowedError",
     "ModelError",
     "ModelNotReadyError",
     "ModelSpec",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "ServeError",
     "SpecError",
+    "StartupError",
     "TensorSpec",
     "UnauthorizedError",
     "__version__",
@@ -50,11 +56,20 @@ def test_every_error_class_is_exported_from_the_package() -> None:
     assert sorted(errors.__all__) == [n for n in PUBLIC_API if n.endswith("Error")]
 
 
+def test_start_up_failures_are_not_request_errors() -> None:
+    """A port that is taken is the operator's problem, not an HTTP status."""
+    for cls in (inferd.ListenError, inferd.StartupError):
+        assert issubclass(cls, inferd.ServeError)
+        assert not issubclass(cls, inferd.InferdError)
+
+
 # Status and gRPC code per class, as errors.py's module docstring draws them.
 STATUSES = [
     (inferd.InferdError, 500, "INTERNAL"),
     (inferd.BadRequestError, 400, "INVALID_ARGUMENT"),
     (inferd.PayloadTooLargeError, 413, "INVALID_ARGUMENT"),
+    (inferd.EvaluationError, 400, "INVALID_ARGUMENT"),
+    (inferd.ExpressionError, 400, "INVALID_ARGUMENT"),
     (inferd.UnauthorizedError, 401, "UNAUTHENTICATED"),
     (inferd.NotFoundError, 404, "NOT_FOUND"),
     (inferd.OverloadedError, 429, "RESOURCE_EXHAUSTED"),
@@ -83,6 +98,11 @@ def test_error_hierarchy() -> None:
         assert issubclass(cls, Exception)
     assert issubclass(inferd.PayloadTooLargeError, inferd.BadRequestError)
     assert not issubclass(inferd.SpecError, inferd.BadRequestError)
+
+
+def test_method_not_allowed_carries_the_allowed_methods() -> None:
+    error = inferd.MethodNotAllowedError("/v2 takes GET, not POST", ["GET"])
+    assert (error.status_code, error.grpc_code, error.allowed) == (405, "NOT_FOUND", ["GET"])
 
 
 def test_overloaded_carries_retry_after() -> None:

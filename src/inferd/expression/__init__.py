@@ -14,7 +14,7 @@ The modules, in dependency order: `errors` (parse and evaluation failures), `nod
 
 from __future__ import annotations
 
-from inferd.expression.errors import EvaluationError, ExpressionError
+from inferd.errors import EvaluationError, ExpressionError
 from inferd.expression.evaluate import BUILTINS
 from inferd.expression.rule import NOT_LITERAL, Expression, Function, truth
 from inferd.expression.syntax import parse

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from inferd.expression.errors import EvaluationError
+from inferd.errors import EvaluationError
 from inferd.expression.nodes import (
     Binary,
     BoolOp,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from inferd.expression.errors import EvaluationError
+from inferd.errors import EvaluationError
 from inferd.expression.evaluate import NO_FUNCTIONS, described, evaluate_tree, is_number
 from inferd.expression.nodes import Binary, Call, ListNode, Literal, Name, Node, walk
 

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
-from inferd.expression.errors import ExpressionError, located
+from inferd.errors import ExpressionError
 from inferd.expression.evaluate import BUILTINS, NO_FUNCTIONS, is_number
+from inferd.expression.location import located
 from inferd.expression.nodes import (
     Binary,
     BoolOp,

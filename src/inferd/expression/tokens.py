@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, Final, NamedTuple
 
-from inferd.expression.errors import located
+from inferd.expression.location import located
 
 MAX_INT_DIGITS: Final = 30
 MAX_STRING: Final = 1_000

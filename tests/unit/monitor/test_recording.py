@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
+from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError
+from inferd.monitor.metrics import Metrics
+from inferd.monitor.recording import Recorder, idempotency_key
 from inferd.repository import ModelRepository
-from inferd.server.dataplane import DataPlane
-from inferd.server.metrics import Metrics
-from inferd.server.recording import Recorder, idempotency_key
 from inferd.store import FeedbackEntry, Store, StoreWriter, default_store_url, open_store
 from tests.support import onnx_models
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from inferd.server.metrics import STAGES, Metrics, _Counter, _Histogram
+from inferd.monitor.metrics import STAGES, Metrics, _Counter, _Histogram
 
 
 def _no_queues() -> Iterable[tuple[str, str, int, int]]:

@@ -13,10 +13,10 @@ import yaml
 
 from inferd import __version__
 from inferd.codecs import InferRequest, InferTensor
+from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError, ModelError, ModelNotReadyError, NotFoundError
+from inferd.monitor.metrics import STAGES, Metrics
 from inferd.repository import ModelRepository
-from inferd.server.dataplane import DataPlane
-from inferd.server.metrics import STAGES, Metrics
 from tests.support import onnx_models
 
 LABELS = ["setosa", "versicolor", "virginica"]

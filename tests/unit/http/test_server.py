@@ -1,4 +1,4 @@
-"""inferd's own HTTP/1.1 server (httpd.py, connection.py), over real loopback sockets with a
+"""inferd's own HTTP/1.1 server (server.py, connection.py), over real loopback sockets with a
 handler that records what it was given: keep-alive, pipelining, limits, streaming,
 disconnects, timeouts, stop."""
 
@@ -15,16 +15,15 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from inferd.server import connection, httpd
-from inferd.server.httpd import (
+from inferd.http import connection, server
+from inferd.http.messages import HttpRequest, HttpResponse, StreamingResponse
+from inferd.errors import ListenError, StartupError
+from inferd.http.server import (
     GC_THRESHOLDS,
     HttpService,
-    ListenError,
-    StartupError,
     bind,
     settle_garbage_collector,
 )
-from inferd.server.web import HttpRequest, HttpResponse, StreamingResponse
 
 
 @dataclass
@@ -301,7 +300,7 @@ async def test_a_client_that_disconnects_cancels_its_watched_work() -> None:
 async def test_idle_connections_close_and_stalled_requests_get_408(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(httpd, "TICK_S", 0.05)
+    monkeypatch.setattr(server, "TICK_S", 0.05)
     monkeypatch.setattr(connection, "KEEP_ALIVE_S", 0.2)
     monkeypatch.setattr(connection, "REQUEST_STALL_S", 0.3)
     recorder = Recorder()

@@ -19,11 +19,11 @@ from inferd import __version__
 from inferd.codecs import InferRequest, InferResponse, InferTensor
 from inferd.datatypes import datatype_of
 from inferd.errors import BadRequestError, InferdError, ModelError, ModelNotReadyError
+from inferd.monitor.feedback import TruthCheck, truth_check
+from inferd.monitor.metrics import Metrics
+from inferd.monitor.recording import Outcome, Recorder, kept_inputs
 from inferd.pipeline import ItemResult
 from inferd.repository import ModelRepository, ModelVersion
-from inferd.server.feedback import TruthCheck, truth_check
-from inferd.server.metrics import Metrics
-from inferd.server.recording import Outcome, Recorder, kept_inputs
 from inferd.spec import TensorSpec
 from inferd.stages import Item
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from inferd.api.openai import GenerationRequest, parse_request
 from inferd.codecs import json_dumps
 from inferd.errors import BadRequestError
 from inferd.generate.request import Delta
-from inferd.server.openai import GenerationRequest, parse_request
 
 _RESERVED = {"text_input", "parameters", "id", "model", "prompt", "messages", "stream"}
 

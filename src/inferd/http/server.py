@@ -22,8 +22,10 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 
+from inferd.errors import ListenError, StartupError
 from inferd.eventloop import loop_factory
-from inferd.server.connection import Clock, Connection, Handler
+from inferd.http.connection import Clock, Connection
+from inferd.http.messages import Handler
 
 logger = logging.getLogger("inferd.server")
 
@@ -31,14 +33,6 @@ GRACE_S = 10.0
 """On a stop signal, in-flight requests get this long to finish before they are cancelled."""
 TICK_S = 1.0
 """How often idle and stalled connections are looked for."""
-
-
-class ListenError(Exception):
-    """The address cannot be listened on (taken, not this machine's, not resolvable)."""
-
-
-class StartupError(Exception):
-    """Loading the models or opening the store failed; the log has the traceback."""
 
 
 class HttpService:

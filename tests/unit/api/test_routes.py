@@ -16,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferd import __version__
-from inferd.server.http import HttpServer, create_app
+from inferd.api.routes import HttpServer, create_app
 from tests.support import onnx_models
 
 LABELS = ["setosa", "versicolor", "virginica"]

@@ -8,9 +8,15 @@ from typing import Any
 
 import pytest
 
-from inferd.errors import BadRequestError, NotFoundError, PayloadTooLargeError
-from inferd.server.asgi import AsgiRequest, send_response, serve_lifespan
-from inferd.server.web import HttpRequest, HttpResponse, MethodNotAllowedError, Router
+from inferd.errors import (
+    BadRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from inferd.http.asgi import AsgiRequest, send_response, serve_lifespan
+from inferd.http.messages import HttpRequest, HttpResponse
+from inferd.http.routing import Router
 
 
 async def _ok(request: HttpRequest) -> HttpResponse:

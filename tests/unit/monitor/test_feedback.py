@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from inferd.errors import BadRequestError
-from inferd.server.feedback import MAX_ENTRIES, parse_feedback, truth_check
+from inferd.monitor.feedback import MAX_ENTRIES, parse_feedback, truth_check
 from inferd.spec import parse_spec
 from inferd.store import FeedbackEntry
 

@@ -1,4 +1,4 @@
-"""One HTTP/1.1 client connection of inferd's server (`httpd.py`): httptools parses, the
+"""One HTTP/1.1 client connection of inferd's server (`server.py`): httptools parses, the
 routes answer one request at a time, each answer goes out in one `transport.write`.
 
 What it does: keep-alive and pipelining (answers in order, reading paused meanwhile),
@@ -16,7 +16,6 @@ import http
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import Any, Protocol, cast
 from urllib.parse import unquote
@@ -25,7 +24,8 @@ import httptools
 
 from inferd.codecs import json_dumps
 from inferd.errors import InferdError
-from inferd.server.web import (
+from inferd.http.messages import (
+    Handler,
     HttpRequest,
     HttpResponse,
     StreamingResponse,
@@ -43,8 +43,6 @@ REQUEST_STALL_S = 60.0
 MAX_HEADER_BYTES = 64 * 1024
 MAX_PIPELINED = 16
 """Complete requests queued behind the running one before reading pauses."""
-
-Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class Server(Protocol):

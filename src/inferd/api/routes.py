@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from inferd.actions.outbox import Outbox
+from inferd.api import openai, v2_generate
 from inferd.codecs import (
     HEADER_CONTENT_LENGTH,
     decode_infer_request,
@@ -27,28 +29,22 @@ from inferd.codecs import (
     json_dumps,
     json_loads,
 )
+from inferd.dataplane import DataPlane
 from inferd.errors import (
     BadRequestError,
     InferdError,
+    MethodNotAllowedError,
     OverloadedError,
     UnauthorizedError,
 )
 from inferd.generate.request import Delta
+from inferd.http.asgi import AsgiRequest, Receive, Scope, Send, send_response, serve_lifespan
+from inferd.http.messages import HttpRequest, HttpResponse, StreamingResponse
+from inferd.http.routing import Router
+from inferd.monitor.feedback import parse_feedback
+from inferd.monitor.metrics import Metrics
+from inferd.monitor.recording import Recorder
 from inferd.repository import ModelRepository
-from inferd.server import generate_v2, openai
-from inferd.server.asgi import AsgiRequest, Receive, Scope, Send, send_response, serve_lifespan
-from inferd.server.dataplane import DataPlane
-from inferd.server.feedback import parse_feedback
-from inferd.server.metrics import Metrics
-from inferd.server.outbox import Outbox
-from inferd.server.recording import Recorder
-from inferd.server.web import (
-    HttpRequest,
-    HttpResponse,
-    MethodNotAllowedError,
-    Router,
-    StreamingResponse,
-)
 from inferd.spec import GenerationSpec
 
 logger = logging.getLogger("inferd.server")
@@ -125,7 +121,8 @@ async def _unless_disconnected(request: HttpRequest, work: Awaitable[T]) -> T:
 
 
 class HttpServer:
-    """inferd's HTTP routes over one repository: an ASGI app, and the handler `httpd` calls."""
+    """inferd's HTTP routes over one repository: an ASGI app, and the handler the HTTP
+    server calls."""
 
     def __init__(
         self,
@@ -388,14 +385,14 @@ class HttpServer:
         assert model.engine is not None
         options = model.spec.generation or GenerationSpec()
         body = json_loads(await request.body(self.max_body_bytes))
-        parsed = generate_v2.parse_generate(body, model.name, options.default_max_tokens)
+        parsed = v2_generate.parse_generate(body, model.name, options.default_max_tokens)
         deltas = model.engine.stream(model.engine.encode(parsed.prompt), parsed.params)
         headers = {"x-request-id": request.id}
         if stream:
-            events = generate_v2.sse_events(model.name, model.version, deltas)
+            events = v2_generate.sse_events(model.name, model.version, deltas)
             return StreamingResponse(events, headers=headers)
         text, last = await _unless_disconnected(request, _collect(deltas))
-        return _json(generate_v2.reply(model.name, model.version, text, last), headers=headers)
+        return _json(v2_generate.reply(model.name, model.version, text, last), headers=headers)
 
     async def prometheus(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(self.metrics.render(), content_type="text/plain; version=0.0.4")

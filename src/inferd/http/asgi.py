@@ -1,6 +1,6 @@
 """The ASGI side of the HTTP transport: requests from a scope, responses as messages, and
 the lifespan protocol, so inferd's routes also run under any ASGI server (and in-process
-under httpx's ASGITransport in the tests). `inferd serve` itself runs `httpd.py`.
+under httpx's ASGITransport in the tests). `inferd serve` itself runs `server.py`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from inferd.server.web import (
+from inferd.http.messages import (
     HttpRequest,
     HttpResponse,
     StreamingResponse,

@@ -1,6 +1,6 @@
 """What every HTTP transport hands the routes, and what the routes hand back.
 
-inferd has two ways in over HTTP: its own HTTP/1.1 server (`httpd.py`, what `inferd serve`
+inferd has two ways in over HTTP: its own HTTP/1.1 server (`server.py`, what `inferd serve`
 runs) and the ASGI interface (`asgi.py`, for any ASGI server and for in-process tests). Both
 turn a request into an `HttpRequest`, call the same routes, and write the `HttpResponse` they
 get back in their own way. Nothing here knows about models or about a particular transport.
@@ -9,21 +9,12 @@ get back in their own way. Nothing here knows about models or about a particular
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from inferd.errors import BadRequestError, NotFoundError, PayloadTooLargeError
-
-
-class MethodNotAllowedError(NotFoundError):
-    status_code = 405
-
-    def __init__(self, message: str, allowed: list[str]) -> None:
-        super().__init__(message)
-        self.allowed = allowed
+from inferd.errors import BadRequestError, PayloadTooLargeError
 
 
 class HttpRequest(ABC):
@@ -142,41 +133,4 @@ async def send_chunks(
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
-
-
-class Router:
-    """Routes written like "/v2/models/{model}/infer"; a {name} matches one path segment."""
-
-    def __init__(self) -> None:
-        self._routes: list[tuple[re.Pattern[str], frozenset[str], Handler]] = []
-        self._static: dict[str, tuple[frozenset[str], Handler]] = {}
-
-    def add(self, pattern: str, handler: Handler, methods: tuple[str, ...] = ("GET",)) -> None:
-        allowed = frozenset(methods)
-        if "{" not in pattern:
-            self._static[pattern] = (allowed, handler)
-            return
-        parts = re.split(r"\{(\w+)\}", pattern)  # literal, name, literal, name, ...
-        regex = "".join(
-            re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/:]+)" for i, part in enumerate(parts)
-        )
-        self._routes.append((re.compile(f"^{regex}$"), allowed, handler))
-
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        """The handler and parameters for a request; 404 or 405 when there is none."""
-        params: dict[str, str] = {}
-        static = self._static.get(path)
-        if static is not None:
-            allowed, handler = static
-        else:
-            for regex, methods, route_handler in self._routes:
-                matched = regex.match(path)
-                if matched:
-                    allowed, handler, params = methods, route_handler, matched.groupdict()
-                    break
-            else:
-                raise NotFoundError(f"no route {path}; see the README for the API")
-        if method not in allowed and not (method == "HEAD" and "GET" in allowed):
-            names = sorted(allowed)
-            raise MethodNotAllowedError(f"{path} takes {', '.join(names)}, not {method}", names)
-        return handler, params
+"""What a transport calls for each request: the routes' entry point."""

@@ -1,1 +1,0 @@
-"""Serving: a protocol-neutral DataPlane and the transports that call it."""
