@@ -1,6 +1,6 @@
 """inferd's own per-request cost, in process: no sockets, no load generator, little noise.
 
-Drives the HTTP app's request handler (`HttpServer.handle`, the code every transport
+Drives the HTTP app's request handler (`App.handle`, the code every transport
 calls) from N concurrent tasks on one event loop, with a real model repository, and reports
 the event loop's CPU microseconds per request next to a baseline measured in the same run:
 the same number of tasks doing only `orjson.loads` of the body and `orjson.dumps` of a fixed
@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE / "peers"))
 from serve import build_trivial_model  # noqa: E402
 from workload import CNN_SHAPE, build_cnn, v2_body  # noqa: E402
 
-from inferd.api.routes import HttpServer  # noqa: E402
+from inferd.app import App, ServerConfig  # noqa: E402
 from inferd.http.messages import HttpRequest  # noqa: E402
 
 
@@ -109,7 +109,7 @@ async def drive(
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, body = repository(Path(tmp), args.model)
-        server = HttpServer(folder)
+        server = App(ServerConfig(folder))
         await server.startup()
         try:
             path = f"/v2/models/{args.model}/infer"

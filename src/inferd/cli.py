@@ -90,7 +90,7 @@ def serve(
     ] = 30.0,
 ) -> None:
     """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
-    from inferd.api.routes import create_app
+    from inferd.app import create_app
     from inferd.errors import ListenError, StartupError
     from inferd.http.server import HttpService
 

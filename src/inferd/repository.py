@@ -95,8 +95,8 @@ class ModelVersion:
         """The pipeline, or a clear 400 for a generation model asked for a prediction."""
         if self.pipeline is None:
             raise BadRequestError(
-                f"model {self.name!r} generates text: use POST /v1/completions, "
-                f"/v1/chat/completions or /v2/models/{self.name}/generate"
+                f"model {self.name!r} generates text: send it prompts (OpenAI completions or "
+                "chat completions, or the V2 generate extension) instead"
             )
         return self.pipeline
 
@@ -194,7 +194,7 @@ def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
                 continue
             else:
                 backend = load_backend(version_spec, version_dir, trust_code)
-            pipeline = Pipeline(version_spec, backend, labels, model_dir, trust_code)
+            pipeline = Pipeline(version_spec, backend, labels, model_dir, trust_code, number)
         except InferdError as error:
             entry.errors.append(f"version {number}: {error.message}")
             continue

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from inferd import __version__
+from inferd.api import v1, v2
 from inferd.codecs import InferRequest, InferTensor
 from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError, ModelError, ModelNotReadyError, NotFoundError
@@ -165,7 +166,7 @@ async def test_not_ready_while_a_model_failed_to_load(root: Path) -> None:
 
 
 async def test_server_metadata(plane: DataPlane) -> None:
-    assert plane.server_metadata() == {
+    assert v2.server_metadata() == {
         "name": "inferd",
         "version": __version__,
         "extensions": ["binary_tensor_data", "kserve_v1", "metrics"],
@@ -198,7 +199,7 @@ async def test_known_models(plane: DataPlane) -> None:
 
 
 async def test_metadata_of_a_batched_model_prepends_the_batch_dim(plane: DataPlane) -> None:
-    assert plane.model_metadata("affine") == {
+    assert v2.model_metadata(plane, "affine", None) == {
         "name": "affine",
         "versions": ["1"],
         "platform": "onnxruntime_onnx",
@@ -209,14 +210,14 @@ async def test_metadata_of_a_batched_model_prepends_the_batch_dim(plane: DataPla
 
 
 async def test_metadata_of_an_unbatched_model_keeps_its_shapes(plane: DataPlane) -> None:
-    metadata = plane.model_metadata("fixed")
+    metadata = v2.model_metadata(plane, "fixed", None)
     assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [2, 3]}]
     assert metadata["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [2, 3]}]
     assert metadata["parameters"]["max_batch_size"] == 0
 
 
 async def test_metadata_of_a_classifier(plane: DataPlane) -> None:
-    metadata = plane.model_metadata("iris")
+    metadata = v2.model_metadata(plane, "iris", None)
     assert metadata["versions"] == ["2", "10"]  # numeric order, not string order
     assert metadata["platform"] == "onnxruntime_onnx"
     assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
@@ -230,14 +231,14 @@ async def test_metadata_of_a_classifier(plane: DataPlane) -> None:
         "max_batch_size": 32,
         "description": "three kinds of iris",
     }
-    assert plane.model_metadata("iris", "2")["versions"] == ["2", "10"]
+    assert v2.model_metadata(plane, "iris", "2")["versions"] == ["2", "10"]
 
 
 async def test_metadata_of_unknown_models_and_versions(plane: DataPlane) -> None:
     with pytest.raises(NotFoundError, match="unknown model 'ghost'"):
-        plane.model_metadata("ghost")
+        v2.model_metadata(plane, "ghost", None)
     with pytest.raises(NotFoundError, match="model 'iris' has no version 3 loaded"):
-        plane.model_metadata("iris", "3")
+        v2.model_metadata(plane, "iris", "3")
 
 
 async def test_model_index_lists_every_model_and_a_broken_one_with_its_reason(
@@ -246,10 +247,10 @@ async def test_model_index_lists_every_model_and_a_broken_one_with_its_reason(
     _add_broken(root)
     plane = _dataplane(root)
     try:
-        loading = plane.model_index()
+        loading = v2.repository_index(plane)
         assert {"name": "affine", "version": "1", "state": "LOADING"} in loading
         await _start(plane)
-        index = plane.model_index()
+        index = v2.repository_index(plane)
     finally:
         await plane.repository.stop()
     broken = index[1]
@@ -272,7 +273,7 @@ async def test_metadata_of_a_broken_model_says_why(root: Path) -> None:
     await _start(plane)
     try:
         with pytest.raises(ModelNotReadyError, match="model 'broken' is not ready: version 1: "):
-            plane.model_metadata("broken")
+            v2.model_metadata(plane, "broken", None)
     finally:
         await plane.repository.stop()
 
@@ -283,7 +284,7 @@ async def test_metadata_of_a_broken_model_says_why(root: Path) -> None:
 async def test_infer_batched_tensor_model(plane: DataPlane) -> None:
     x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
     weight, bias = onnx_models.affine_weights()
-    response = await plane.infer("affine", None, InferRequest([_fp32("x", x)]), "req-1")
+    response = await v2.infer(plane, "affine", None, InferRequest([_fp32("x", x)]), "req-1")
     assert response.model_name == "affine"
     assert response.model_version == "1"
     assert response.id == "req-1"  # the request had no id of its own
@@ -295,13 +296,13 @@ async def test_infer_batched_tensor_model(plane: DataPlane) -> None:
 
 async def test_infer_echoes_the_request_id(plane: DataPlane) -> None:
     request = InferRequest([_fp32("x", np.ones((1, 4)))], id="client-7")
-    response = await plane.infer("affine", None, request, "server-1")
+    response = await v2.infer(plane, "affine", None, request, "server-1")
     assert response.id == "client-7"
 
 
 async def test_infer_unbatched_model(plane: DataPlane) -> None:
     x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
-    response = await plane.infer("fixed", None, InferRequest([_fp32("x", x)]), "r")
+    response = await v2.infer(plane, "fixed", None, InferRequest([_fp32("x", x)]), "r")
     [y] = response.outputs
     assert (y.name, y.datatype, y.shape) == ("y", "FP32", [2, 3])
     np.testing.assert_allclose(y.data, x * 3)
@@ -310,7 +311,7 @@ async def test_infer_unbatched_model(plane: DataPlane) -> None:
 async def test_infer_classifier_per_version(plane: DataPlane) -> None:
     x = np.random.default_rng(2).normal(size=(2, 4)).astype(np.float32)
     for version in ("2", "10"):
-        response = await plane.infer("iris", version, InferRequest([_fp32("x", x)]), "r")
+        response = await v2.infer(plane, "iris", version, InferRequest([_fp32("x", x)]), "r")
         assert response.model_version == version
         outputs = {t.name: t for t in response.outputs}
         assert list(outputs) == ["label", "score", "probabilities"]
@@ -325,13 +326,13 @@ async def test_infer_classifier_per_version(plane: DataPlane) -> None:
         )
         assert outputs["probabilities"].shape == [2, 3]
         np.testing.assert_allclose(outputs["probabilities"].data, expected, rtol=1e-5)
-    latest = await plane.infer("iris", None, InferRequest([_fp32("x", x)]), "r")
+    latest = await v2.infer(plane, "iris", None, InferRequest([_fp32("x", x)]), "r")
     assert latest.model_version == "10"
 
 
 async def test_infer_bad_input_is_a_bad_request(plane: DataPlane) -> None:
     with pytest.raises(BadRequestError) as caught:
-        await plane.infer("affine", None, InferRequest([_fp32("x", np.ones((1, 5)))]), "r")
+        await v2.infer(plane, "affine", None, InferRequest([_fp32("x", np.ones((1, 5)))]), "r")
     assert caught.value.message == (
         "input 'x' has per item shape [5] but the model expects per item [4] "
         "after the batch dimension"
@@ -340,7 +341,7 @@ async def test_infer_bad_input_is_a_bad_request(plane: DataPlane) -> None:
 
 async def test_infer_unknown_model(plane: DataPlane) -> None:
     with pytest.raises(NotFoundError, match="unknown model 'ghost'"):
-        await plane.infer("ghost", None, InferRequest([_fp32("x", np.ones((1, 4)))]), "r")
+        await v2.infer(plane, "ghost", None, InferRequest([_fp32("x", np.ones((1, 4)))]), "r")
 
 
 # --- V1 predict ---------------------------------------------------------------------------------
@@ -348,7 +349,7 @@ async def test_infer_unknown_model(plane: DataPlane) -> None:
 
 async def test_predict_several_instances(plane: DataPlane) -> None:
     rows = np.random.default_rng(3).normal(size=(3, 4))
-    predictions = await plane.predict("iris", None, rows.tolist(), "r")
+    predictions = await v1.predict(plane, "iris", None, rows.tolist(), "r")
     expected = _iris_probabilities(rows, 10)
     assert len(predictions) == 3
     for prediction, probabilities in zip(predictions, expected, strict=True):
@@ -364,7 +365,7 @@ async def test_predict_several_instances(plane: DataPlane) -> None:
 async def test_predict_tensor_model(plane: DataPlane) -> None:
     weight, bias = onnx_models.affine_weights()
     rows = [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]]
-    predictions = await plane.predict("affine", "1", rows, "r")
+    predictions = await v1.predict(plane, "affine", "1", rows, "r")
     assert list(predictions[0]) == ["logits"]
     np.testing.assert_allclose(predictions[0]["logits"], weight[0] + bias, rtol=1e-5)
     np.testing.assert_allclose(predictions[1]["logits"], 2 * weight[2] + bias, rtol=1e-5)
@@ -373,7 +374,7 @@ async def test_predict_tensor_model(plane: DataPlane) -> None:
 async def test_predict_decode_error_names_its_instance(plane: DataPlane) -> None:
     instances = [[1, 2, 3, 4], [5, 6, 7, 8], [1, 2, 3]]
     with pytest.raises(BadRequestError) as caught:
-        await plane.predict("affine", None, instances, "r")
+        await v1.predict(plane, "affine", None, instances, "r")
     assert type(caught.value) is BadRequestError
     assert caught.value.status_code == 400
     assert caught.value.message == (
@@ -384,7 +385,7 @@ async def test_predict_decode_error_names_its_instance(plane: DataPlane) -> None
 
 async def test_predict_single_instance_error_has_no_prefix(plane: DataPlane) -> None:
     with pytest.raises(BadRequestError) as caught:
-        await plane.predict("affine", None, [[1, 2, 3]], "r")
+        await v1.predict(plane, "affine", None, [[1, 2, 3]], "r")
     assert caught.value.message.startswith("input 'x' has per item shape [3]")
 
 
@@ -392,14 +393,14 @@ async def test_predict_stage_error_names_its_instance(plane: DataPlane) -> None:
     good = {"f0": 1.0, "f1": 2.0, "f2": 3.0}
     instances = [good, good, {"f0": 1.0, "f1": float("nan"), "f2": 3.0}]
     with pytest.raises(BadRequestError) as caught:
-        await plane.predict("house", None, instances, "r")
+        await v1.predict(plane, "house", None, instances, "r")
     assert type(caught.value) is BadRequestError
     assert caught.value.message == (
         "instance 2: feature(s) f1 are NaN or infinite; send finite numbers"
     )
     # the server keeps answering the same model
     weight, bias = onnx_models.linear_regressor_weights(features=3)
-    [prediction] = await plane.predict("house", None, [good], "r")
+    [prediction] = await v1.predict(plane, "house", None, [good], "r")
     expected = float((np.array([1.0, 2.0, 3.0], dtype=np.float32) @ weight + bias)[0])
     assert prediction["price"] == pytest.approx(expected, rel=1e-5)
 
@@ -409,23 +410,23 @@ async def test_model_error_carries_the_request_id(root: Path) -> None:
     plane = _dataplane(root, trust_code=True)
     await _start(plane)
     try:
-        assert plane.model_metadata("pyfail")["platform"] == "python"
+        assert v2.model_metadata(plane, "pyfail", None)["platform"] == "python"
         request = InferRequest([_fp32("x", np.ones((1, 2)))])
         with pytest.raises(ModelError) as infer_error:
-            await plane.infer("pyfail", None, request, "req-42")
+            await v2.infer(plane, "pyfail", None, request, "req-42")
         assert infer_error.value.message == (
             "model 'pyfail' failed while running: kaboom: the weights are gone "
             "(request id req-42; the traceback is in the server log)"
         )
         assert infer_error.value.status_code == 500
         with pytest.raises(ModelError) as predict_error:
-            await plane.predict("pyfail", None, [[1, 2], [3, 4]], "req-43")
+            await v1.predict(plane, "pyfail", None, [[1, 2], [3, 4]], "req-43")
         assert predict_error.value.message.endswith(
             "kaboom: the weights are gone (request id req-43; the traceback is in the server log)"
         )
         # the other models are unaffected
-        response = await plane.infer(
-            "affine", None, InferRequest([_fp32("x", np.ones((1, 4)))]), "r"
+        response = await v2.infer(
+            plane, "affine", None, InferRequest([_fp32("x", np.ones((1, 4)))]), "r"
         )
         assert response.outputs[0].shape == [1, 3]
     finally:
@@ -436,7 +437,7 @@ async def test_not_serving_model_is_not_ready(root: Path) -> None:
     plane = _dataplane(root)
     try:
         with pytest.raises(ModelNotReadyError, match="model 'affine' version 1 is not serving yet"):
-            await plane.predict("affine", None, [[1, 2, 3, 4]], "r")
+            await v1.predict(plane, "affine", None, [[1, 2, 3, 4]], "r")
     finally:
         await plane.repository.stop()
 
@@ -467,9 +468,9 @@ async def test_decisions_are_answered_only_by_models_with_rules(tmp_path: Path) 
         instance = dict.fromkeys(FEATURES, 1.0)
         tensors = [InferTensor(f, "FP64", [1, 1], np.ones((1, 1))) for f in FEATURES]
         for name, decided in [("plain", None), ("logged", None), ("ruled", ["always"])]:
-            [answer] = await plane.predict(name, None, [instance], "r")
+            [answer] = await v1.predict(plane, name, None, [instance], "r")
             assert answer.get("decisions") == decided, name
-            response = await plane.infer(name, None, InferRequest(tensors), "r")
+            response = await v2.infer(plane, name, None, InferRequest(tensors), "r")
             want = {} if decided is None else {"decisions": "always"}
             assert response.parameters == want, name
             assert response.outputs[0].data.shape == (1, 1)
@@ -495,7 +496,7 @@ def _batches(plane: DataPlane, model: str, version: str, suffix: str) -> float |
 async def test_a_call_records_stage_latencies_and_batch_sizes(plane: DataPlane) -> None:
     for stage in STAGES:
         assert _stage_count(plane, "affine", stage) is None
-    await plane.predict("affine", None, [[1, 2, 3, 4]] * 3, "r")
+    await v1.predict(plane, "affine", None, [[1, 2, 3, 4]] * 3, "r")
     for stage in ("queue", "preprocess", "model", "postprocess"):
         assert _stage_count(plane, "affine", stage) == 3.0, stage  # per item
     assert _stage_count(plane, "affine", "total") == 1.0  # per request
@@ -503,7 +504,7 @@ async def test_a_call_records_stage_latencies_and_batch_sizes(plane: DataPlane) 
     batches = _batches(plane, "affine", "1", "count")
     assert batches is not None and 1.0 <= batches <= 3.0
 
-    await plane.infer("affine", None, InferRequest([_fp32("x", np.ones((2, 4)))]), "r")
+    await v2.infer(plane, "affine", None, InferRequest([_fp32("x", np.ones((2, 4)))]), "r")
     assert _stage_count(plane, "affine", "model") == 5.0
     assert _stage_count(plane, "affine", "total") == 2.0
     assert _batches(plane, "affine", "1", "sum") == 5.0
@@ -512,7 +513,7 @@ async def test_a_call_records_stage_latencies_and_batch_sizes(plane: DataPlane) 
 
 async def test_a_failed_request_is_not_timed_as_a_whole(plane: DataPlane) -> None:
     with pytest.raises(BadRequestError):
-        await plane.predict("affine", None, [[1, 2, 3]], "r")
+        await v1.predict(plane, "affine", None, [[1, 2, 3]], "r")
     assert _stage_count(plane, "affine", "total") is None
 
 
@@ -547,13 +548,13 @@ async def test_item_notes_become_response_parameters(tmp_path: Path) -> None:
     try:
         texts = np.array([[b"a"], [b"a b c"], [b"c"], [b"b b b"]], dtype=np.object_)
         tensor = InferTensor("text", "BYTES", [4, 1], texts)
-        response = await plane.infer("summer", None, InferRequest(inputs=[tensor]), "r1")
+        response = await v2.infer(plane, "summer", None, InferRequest(inputs=[tensor]), "r1")
         assert response.parameters == {
             "truncated_to_tokens": 2,
             "truncated_to_tokens_items": "1,3",
         }
         assert response.outputs[0].data.reshape(-1).tolist() == [2.0, 5.0, 4.0, 6.0]
-        [one] = await plane.predict("summer", None, ["a b c"], "r2")
+        [one] = await v1.predict(plane, "summer", None, ["a b c"], "r2")
         assert one == {"total": [5.0], "parameters": {"truncated_to_tokens": 2}}
     finally:
         await plane.repository.stop()

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inferd.api.v2 import output_tensors
 from inferd.backends import load_backend
 from inferd.codecs import InferTensor
 from inferd.errors import BadRequestError, InferdError, ModelError, SpecError
 from inferd.pipeline import ItemResult, Pipeline
 from inferd.spec import ModelSpec, TensorSpec, parse_spec
-from inferd.stages import Prediction
+from inferd.stages import Item, Prediction
 from tests.support import onnx_models
 
 LABELS = ["zero", "one", "two"]
@@ -195,9 +196,9 @@ def test_items_split_along_the_batch(two: Pipeline) -> None:
         [_tensor("a", "FP32", [[1, 2, 3], [4, 5, 6]]), _tensor("b", "INT64", [7, 8])]
     )
     assert len(items) == 2
-    assert items[0]["a"].tolist() == [1.0, 2.0, 3.0]
-    assert items[1]["a"].tolist() == [4.0, 5.0, 6.0]
-    assert items[0]["b"].shape == () and int(items[1]["b"]) == 8
+    assert items[0].inputs["a"].tolist() == [1.0, 2.0, 3.0]
+    assert items[1].inputs["a"].tolist() == [4.0, 5.0, 6.0]
+    assert items[0].inputs["b"].shape == () and int(items[1].inputs["b"]) == 8
 
 
 def test_datatype_mismatch(two: Pipeline) -> None:
@@ -264,7 +265,7 @@ def test_scalar_per_item_is_accepted_for_a_one_element_input(tmp_path: Path) -> 
     spec = {"name": "m", "inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}]}
     pipeline = _pipeline(tmp_path, lambda p: onnx_models.scaled(p, 3.0), spec)
     items = pipeline.items_from_tensors([_tensor("x", "FP32", [1.0, 2.0, 5.0])])
-    assert [item["x"].shape for item in items] == [(1,), (1,), (1,)]
+    assert [item.inputs["x"].shape for item in items] == [(1,), (1,), (1,)]
     results = pipeline.run_batch(items)
     assert [_ok(r).fields["y"] for r in results] == [[3.0], [6.0], [15.0]]
 
@@ -273,7 +274,7 @@ def test_unbatched_model_takes_the_whole_tensor(fixed: Pipeline) -> None:
     x = np.arange(6).reshape(2, 3)
     items = fixed.items_from_tensors([_tensor("x", "FP32", x)])
     assert len(items) == 1
-    assert items[0]["x"].shape == (2, 3)
+    assert items[0].inputs["x"].shape == (2, 3)
     [result] = fixed.run_batch(items)
     assert _ok(result).fields["y"] == (x * 3).tolist()
     with pytest.raises(BadRequestError) as caught:
@@ -286,15 +287,15 @@ def test_unbatched_model_takes_the_whole_tensor(fixed: Pipeline) -> None:
 
 def test_instance_keyed_by_input_names(two: Pipeline) -> None:
     item = two.item_from_instance({"a": [1, 2], "b": 3})
-    assert item["a"].dtype == np.float32 and item["a"].tolist() == [1.0, 2.0]
-    assert item["b"].dtype == np.int64 and int(item["b"]) == 3
+    assert item.inputs["a"].dtype == np.float32 and item.inputs["a"].tolist() == [1.0, 2.0]
+    assert item.inputs["b"].dtype == np.int64 and int(item.inputs["b"]) == 3
 
 
 def test_instance_bare_value_for_a_single_input(affine: Pipeline) -> None:
     item = affine.item_from_instance([1, 2, 3, 4.5])
-    assert set(item) == {"x"}
-    assert item["x"].dtype == np.float32
-    assert item["x"].tolist() == [1.0, 2.0, 3.0, 4.5]
+    assert set(item.inputs) == {"x"}
+    assert item.inputs["x"].dtype == np.float32
+    assert item.inputs["x"].tolist() == [1.0, 2.0, 3.0, 4.5]
 
 
 def test_instance_bare_value_for_several_inputs_is_refused(two: Pipeline) -> None:
@@ -316,9 +317,9 @@ def test_instance_b64_for_bytes(digits: Pipeline) -> None:
     bare = digits.item_from_instance({"b64": encoded})
     keyed = digits.item_from_instance({"image": {"b64": encoded}})
     for item in (bare, keyed):
-        assert item["image"].dtype == np.object_
-        assert item["image"].shape == (1,)
-        assert item["image"][0] == data
+        assert item.inputs["image"].dtype == np.object_
+        assert item.inputs["image"].shape == (1,)
+        assert item.inputs["image"][0] == data
 
 
 def test_instance_bad_base64(digits: Pipeline) -> None:
@@ -409,7 +410,7 @@ def test_v2_round_trip_stacks_prediction_tensors(digits: Pipeline) -> None:
     (one, p1), (two_, p2) = _grey_png(5), _grey_png(6)
     items = digits.items_from_tensors([_tensor("image", "BYTES", [[one], [two_]])])
     predictions = [_ok(r) for r in digits.run_batch(items)]
-    tensors = digits.tensors_from_predictions(predictions)
+    tensors = _v2_outputs(digits, predictions)
     assert tensors["label"].shape == (2, 1)
     assert tensors["probabilities"].shape == (2, 3)
     np.testing.assert_allclose(
@@ -489,10 +490,15 @@ def test_empty_run_batch(two: Pipeline) -> None:
 # --- V2 outputs -----------------------------------------------------------------------------
 
 
+def _v2_outputs(pipeline: Pipeline, predictions: list[Prediction]) -> dict[str, np.ndarray]:
+    """The V2 output tensors the V2 API answers for these predictions."""
+    return output_tensors(pipeline.spec.name, pipeline.batched, pipeline.ragged, predictions)
+
+
 def test_tensors_from_predictions_stacks(two: Pipeline) -> None:
     items = [two.item_from_instance({"a": [1, 2], "b": b}) for b in (1, 2)]
     predictions = [_ok(r) for r in two.run_batch(items)]
-    tensors = two.tensors_from_predictions(predictions)
+    tensors = _v2_outputs(two, predictions)
     assert tensors["sum"].tolist() == [[2.0, 3.0], [2.0, 3.0]]
     assert tensors["count"].tolist() == [2, 4]
 
@@ -502,7 +508,7 @@ def test_one_prediction_is_a_batch_of_one_like_stacking_gives(two: Pipeline) -> 
     item = two.item_from_instance({"a": [1, 2], "b": 3})
     [result] = two.run_batch([item])
     prediction = _ok(result)
-    tensors = two.tensors_from_predictions([prediction])
+    tensors = _v2_outputs(two, [prediction])
     for name, value in prediction.tensors.items():
         stacked = np.stack([value])
         assert tensors[name].shape == stacked.shape and tensors[name].dtype == stacked.dtype
@@ -514,12 +520,12 @@ def test_tensors_of_different_shapes_cannot_stack(two: Pipeline) -> None:
     items = [two.item_from_instance({"a": a, "b": 1}) for a in ([1], [1, 2])]
     predictions = [_ok(r) for r in two.run_batch(items)]
     with pytest.raises(ModelError, match="outputs of different shapes cannot be returned"):
-        two.tensors_from_predictions(predictions)
+        _v2_outputs(two, predictions)
 
 
 def test_unbatched_tensors_are_returned_as_they_are(fixed: Pipeline) -> None:
-    [result] = fixed.run_batch([{"x": np.ones((2, 3), dtype=np.float32)}])
-    tensors = fixed.tensors_from_predictions([_ok(result)])
+    [result] = fixed.run_batch([Item.of({"x": np.ones((2, 3), dtype=np.float32)})])
+    tensors = _v2_outputs(fixed, [_ok(result)])
     assert tensors["y"].shape == (2, 3)
     assert np.all(tensors["y"] == 3.0)
 

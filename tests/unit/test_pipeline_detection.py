@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inferd.api.v2 import output_tensors
 from inferd.backends import load_backend
 from inferd.errors import SpecError
 from inferd.pipeline import ItemResult, Pipeline
 from inferd.spec import parse_spec
+from inferd.stages import Item
 from tests.support import onnx_models
 
 BOXES = np.array([[8.0, 16.0, 24.0, 32.0], [40.0, 40.0, 56.0, 60.0]])
@@ -46,7 +48,7 @@ def _png(width: int, height: int, level: int) -> bytes:
 
 
 def _detections(pipeline: Pipeline, images: list[bytes]) -> list[list[dict[str, Any]]]:
-    results = pipeline.run_batch([{"image": image} for image in images])
+    results = pipeline.run_batch([Item.of({"image": image}) for image in images])
     found = []
     for result in results:
         assert isinstance(result, ItemResult), result
@@ -76,10 +78,12 @@ def test_a_dark_image_finds_nothing_and_stacks_with_one_that_does(tmp_path: Path
     pipeline = _pipeline(
         tmp_path, {**SPEC, "preprocess": [{**SPEC["preprocess"][0], "pad_value": 0}]}
     )
-    results = pipeline.run_batch([{"image": _png(64, 64, 0)}, {"image": _png(64, 64, 255)}])
+    results = pipeline.run_batch(
+        [Item.of({"image": _png(64, 64, 0)}), Item.of({"image": _png(64, 64, 255)})]
+    )
     predictions = [r.prediction for r in results if isinstance(r, ItemResult)]
     assert [len(p.fields["detections"]) for p in predictions] == [0, 2]
-    tensors = pipeline.tensors_from_predictions(predictions)
+    tensors = output_tensors(pipeline.spec.name, True, pipeline.ragged, predictions)
     assert tensors["num_detections"].tolist() == [[0], [2]]
     assert tensors["boxes"].shape == (2, 2, 4)
     assert tensors["boxes"][0].tolist() == [[0.0] * 4] * 2

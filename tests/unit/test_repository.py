@@ -312,7 +312,7 @@ def test_a_generation_model_loads_an_engine_not_a_pipeline(tmp_path: Path) -> No
     assert model.pipeline is None and model.engine is not None
     assert model.engine.limits.max_context == 48  # model.yaml's, below the checkpoint's 64
     assert [(t.name, t.datatype) for t in model.inputs] == [("text_input", "BYTES")]
-    with pytest.raises(BadRequestError, match="generates text: use POST /v1/completions"):
+    with pytest.raises(BadRequestError, match="generates text: send it prompts"):
         model.predictive  # noqa: B018 - the property is what is tested
     model.close()
 

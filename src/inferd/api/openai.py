@@ -1,8 +1,9 @@
 """OpenAI-compatible text generation: request bodies in, completion objects and SSE chunks out.
 
-Only the wire format lives here: validating a `/v1/completions` or `/v1/chat/completions`
-body into a prompt and `SamplingParams`, and shaping the engine's `Delta`s into OpenAI's
-objects (`text_completion`, `chat.completion`, and their `.chunk` forms for `stream: true`).
+The wire format lives here: validating a `/v1/completions` or `/v1/chat/completions` body
+into a prompt and `SamplingParams`, and shaping the DataPlane's generated `Delta`s into
+OpenAI's objects (`text_completion`, `chat.completion`, and their `.chunk` forms for
+`stream: true`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from inferd.codecs import json_dumps
+from inferd.api.common import collect, generation_model, json_response, unless_disconnected
+from inferd.codecs import json_dumps, json_loads
+from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError
 from inferd.generate.request import Delta, SamplingParams
+from inferd.http.messages import HttpRequest, HttpResponse, StreamingResponse
+from inferd.spec import GenerationSpec
 
 _ROLES = ("system", "user", "assistant")
 
@@ -185,3 +190,39 @@ async def sse_chunks(
             if request.include_usage:
                 yield event({}, _usage(delta.prompt_tokens, delta.completion_tokens))
     yield b"data: [DONE]\n\n"
+
+
+class OpenAIRoutes:
+    """The OpenAI-compatible routes' handlers: models, completions, chat completions."""
+
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+
+    async def models(self, request: HttpRequest) -> HttpResponse:
+        created = int(time.time())
+        data = [
+            {"id": m.name, "object": "model", "created": created, "owned_by": "inferd"}
+            for m in self.dataplane.generation_models()
+        ]
+        return json_response({"object": "list", "data": data})
+
+    async def completions(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate(request, chat=False)
+
+    async def chat_completions(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate(request, chat=True)
+
+    async def _generate(self, request: HttpRequest, chat: bool) -> HttpResponse:
+        body = json_loads(await request.body(self.max_body_bytes))
+        name = body.get("model") if isinstance(body, dict) else None
+        model = generation_model(self.dataplane, name if isinstance(name, str) else "")
+        options = model.spec.generation or GenerationSpec()
+        parsed = parse_request(body, chat, options.default_max_tokens)
+        deltas = self.dataplane.generate(model.name, parsed.prompt, parsed.params)
+        answer_id = f"{'chatcmpl' if chat else 'cmpl'}-{request.id}"
+        headers = {"x-request-id": request.id}
+        if parsed.stream:
+            return StreamingResponse(sse_chunks(parsed, answer_id, deltas), headers=headers)
+        text, last = await unless_disconnected(request, collect(deltas))
+        return json_response(completion(parsed, answer_id, text, last), headers=headers)

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from inferd.api.common import collect, generation_model, json_response, unless_disconnected
 from inferd.api.openai import GenerationRequest, parse_request
-from inferd.codecs import json_dumps
+from inferd.codecs import json_dumps, json_loads
+from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError
 from inferd.generate.request import Delta
+from inferd.http.messages import HttpRequest, HttpResponse, StreamingResponse
+from inferd.spec import GenerationSpec
 
 _RESERVED = {"text_input", "parameters", "id", "model", "prompt", "messages", "stream"}
 
@@ -56,3 +60,30 @@ async def sse_events(
             if delta.finish_reason is not None:
                 event["finish_reason"] = delta.finish_reason
             yield b"data: " + json_dumps(event) + b"\n\n"
+
+
+class V2GenerateRoutes:
+    """The generate extension's handlers: one answer, or server-sent events."""
+
+    def __init__(self, dataplane: DataPlane, max_body_bytes: int) -> None:
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+
+    async def generate(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate(request, stream=False)
+
+    async def generate_stream(self, request: HttpRequest) -> HttpResponse:
+        return await self._generate(request, stream=True)
+
+    async def _generate(self, request: HttpRequest, stream: bool) -> HttpResponse:
+        model = generation_model(self.dataplane, request.params["model"])
+        options = model.spec.generation or GenerationSpec()
+        body = json_loads(await request.body(self.max_body_bytes))
+        parsed = parse_generate(body, model.name, options.default_max_tokens)
+        deltas = self.dataplane.generate(model.name, parsed.prompt, parsed.params)
+        headers = {"x-request-id": request.id}
+        if stream:
+            events = sse_events(model.name, model.version, deltas)
+            return StreamingResponse(events, headers=headers)
+        text, last = await unless_disconnected(request, collect(deltas))
+        return json_response(reply(model.name, model.version, text, last), headers=headers)

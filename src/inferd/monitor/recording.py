@@ -11,12 +11,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from inferd.pipeline import Outcome
 from inferd.spec import LogAction, ModelSpec, PythonAction, WebhookAction
-from inferd.stages import Item, Prediction
+from inferd.stages import Values
 from inferd.stages.decide import Rule, plain
 from inferd.store import ActionRecord, PredictionRecord
 
@@ -30,27 +30,13 @@ _KEYS = uuid.UUID("5f1e0a3c-8d2b-4c7e-9a61-0b3d7e2f4c85")
 """Namespace of idempotency keys: uuid5 of (model, request, item, decision, action)."""
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One item's answer and what was decided about it."""
-
-    item: int
-    prediction: Prediction
-    decided: list[Rule]
-    inputs: dict[str, Any] | None
-    """The wire inputs the prediction log keeps (None: none kept)."""
-    read_inputs: dict[str, Any]
-    """The wire inputs the rules read (they go into action events)."""
-
-
-def kept_inputs(spec: ModelSpec, item: Item) -> dict[str, Any] | None:
-    """The item's inputs as the model's prediction log keeps them (copied before the item
-    is preprocessed)."""
+def kept_inputs(spec: ModelSpec, given: Values) -> dict[str, Any] | None:
+    """An item's wire inputs as the model's prediction log keeps them."""
     log = spec.prediction_log
     if log is None or log.inputs == "none":
         return None
-    names = [n for n in item if not n.startswith("__")] if log.inputs == "all" else log.inputs
-    return {name: plain(item[name]) for name in names if name in item}
+    names = list(given) if log.inputs == "all" else log.inputs
+    return {name: plain(given[name]) for name in names if name in given}
 
 
 def idempotency_key(model: str, request_id: str, item: int, decision: str, action: int) -> str:
@@ -104,7 +90,7 @@ class Recorder:
                 version=version,
                 created_at=now,
                 latency_ms=latency_s * 1000.0,
-                inputs=outcome.inputs,
+                inputs=kept_inputs(spec, outcome.inputs),
                 prediction=_json_fields(outcome.prediction.fields),
                 decisions=[rule.decision for rule in outcome.decided],
             )

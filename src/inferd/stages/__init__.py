@@ -1,7 +1,8 @@
 """The per-item stages: preprocessing by modality and postprocessing by task.
 
-A stage sees ONE item and never its batch-mates, so a bad item fails alone. Items are plain
-dicts of named values (numpy arrays without the batch dimension, or bytes); predictions are
+A stage sees ONE item and never its batch-mates, so a bad item fails alone. An `Item` carries
+one request item through the stages: its named values (numpy arrays without the batch
+dimension, or bytes), notes for the client and context for postprocessing; predictions are
 `Prediction`s, which carry the same answer in two shapes: a JSON object for people (V1,
 `inferd predict --json`) and named tensors for the Open Inference Protocol (V2).
 """
@@ -17,15 +18,32 @@ import numpy as np
 from inferd.errors import BadRequestError
 from inferd.spec import TensorSpec
 
-Item = dict[str, Any]
-"""One request item: wire input name → value (np.ndarray without batch dim, or bytes)."""
+Values = dict[str, Any]
+"""Named values of one item: input name → np.ndarray without the batch dimension, or bytes."""
 
-NOTES = "__notes__"
-"""Item key where stages leave notes for the client (e.g. truncation); not a tensor."""
 
-CONTEXT = "__context__"
-"""Item key where preprocessing leaves what postprocessing must know about the item, keyed by
-wire input name (e.g. an `ImageGeometry`: how an image was resized); not a tensor."""
+@dataclass(slots=True, eq=False)
+class Item:
+    """One request item on its way through the stages.
+
+    Each preprocess stage replaces `values` with a new dict and never changes the one it read,
+    so `inputs` stays as the client sent it for stage 6 (rules read it) and the prediction log.
+    """
+
+    inputs: Values
+    """The decoded wire inputs (stage 1), never changed afterwards."""
+    values: Values
+    """What the next stage reads: the wire inputs, then the model's input tensors."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """What stages tell the client about the item (e.g. truncation), returned with its answer."""
+    context: dict[str, Any] = field(default_factory=dict)
+    """What postprocessing must know of preprocessing, keyed by wire input name (e.g. an
+    `ImageGeometry`: how an image was resized)."""
+
+    @classmethod
+    def of(cls, inputs: Values) -> Item:
+        """A decoded item, before any stage ran."""
+        return cls(inputs, inputs)
 
 
 @dataclass(frozen=True)
@@ -64,8 +82,9 @@ class Prediction:
         return {**self.fields, "parameters": self.parameters} if self.parameters else self.fields
 
 
-Preprocess = Callable[[Item], Item]
-"""Turns an item's wire values into (some of) the model's input tensors."""
+Preprocess = Callable[[Item], None]
+"""Turns an item's wire values into (some of) the model's input tensors: sets `item.values`
+to a new dict (and may add notes or context)."""
 
 
 @dataclass
@@ -80,13 +99,13 @@ class Postprocess:
     them to a common length when a V2 response stacks several items."""
 
 
-def only_value(item: Item, name: str, what: str) -> Any:
-    """The item's value for a wire input, with a clear error when it is absent."""
+def only_value(values: Values, name: str, what: str) -> Any:
+    """An item's value for a wire input, with a clear error when it is absent."""
     try:
-        return item[name]
+        return values[name]
     except KeyError:
         raise BadRequestError(
-            f"{what} needs input {name!r}; the request gave {sorted(item) or 'no inputs'}"
+            f"{what} needs input {name!r}; the request gave {sorted(values) or 'no inputs'}"
         ) from None
 
 

@@ -181,8 +181,10 @@ def build(stage: AudioStage, input_name: str, output_name: str) -> Preprocess:
             values = values[np.newaxis]
         return np.ascontiguousarray(values, dtype=np.float32)
 
-    def preprocess(item: Item) -> Item:
-        data = encoded_bytes(only_value(item, input_name, "the audio stage"), input_name, _KIND)
+    def preprocess(item: Item) -> None:
+        data = encoded_bytes(
+            only_value(item.values, input_name, "the audio stage"), input_name, _KIND
+        )
         clip, clip_rate = decode_clip(data, input_name, stage.max_duration_s)
         if stage.silence_db is not None and peak_dbfs(clip) < stage.silence_db:
             raise BadRequestError(
@@ -194,9 +196,9 @@ def build(stage: AudioStage, input_name: str, output_name: str) -> Preprocess:
             clip = trim(clip, stage.trim_db)
         if length is not None:
             clip = fit_length(clip, length, stage.align)
-        out: dict[str, Any] = {k: v for k, v in item.items() if k != input_name}
+        out: dict[str, Any] = {k: v for k, v in item.values.items() if k != input_name}
         out[output_name] = features(clip)
-        return out
+        item.values = out
 
     return preprocess
 

@@ -156,8 +156,9 @@ class Rules:
     # --- deciding -----------------------------------------------------------------------
 
     def inputs_of(self, item: Item) -> dict[str, Any]:
-        """The inputs rules read, as plain values, copied before the item is preprocessed."""
-        return {name: plain(item[name]) for name in self.input_names if name in item}
+        """The wire inputs rules read, as plain values."""
+        given = item.inputs
+        return {name: plain(given[name]) for name in self.input_names if name in given}
 
     def decide(
         self, prediction: Prediction, inputs: Mapping[str, Any], parameters: Mapping[str, Any]

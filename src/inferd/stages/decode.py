@@ -71,11 +71,13 @@ class InputDecoder:
         if not self.batched:
             for spec in self.inputs:
                 self._check_shape(spec, arrays[spec.name].shape, "")
-            return [arrays]
+            return [Item.of(arrays)]
         count = self._batch_size(arrays)
         for spec in self.inputs:
             arrays[spec.name] = self._fit_item_shape(spec, arrays[spec.name], batched=True)
-        return [{name: array[i, ...] for name, array in arrays.items()} for i in range(count)]
+        return [
+            Item.of({name: array[i, ...] for name, array in arrays.items()}) for i in range(count)
+        ]
 
     def _tensors_by_name(self, tensors: Sequence[InferTensor]) -> dict[str, InferTensor]:
         """The tensors by name, refusing a name given twice and missing or unknown names."""
@@ -110,7 +112,9 @@ class InputDecoder:
         """A V1 instance → one item: an object keyed by input names, or a bare value."""
         if isinstance(instance, dict) and not (set(instance) == {"b64"} and len(self.inputs) == 1):
             self._check_names(instance)
-            return {spec.name: self._value_for(spec, instance[spec.name]) for spec in self.inputs}
+            return Item.of(
+                {spec.name: self._value_for(spec, instance[spec.name]) for spec in self.inputs}
+            )
         if len(self.inputs) != 1:
             raise BadRequestError(
                 f"this model has {len(self.inputs)} inputs "
@@ -118,7 +122,7 @@ class InputDecoder:
                 "by them"
             )
         spec = self.inputs[0]
-        return {spec.name: self._value_for(spec, instance)}
+        return Item.of({spec.name: self._value_for(spec, instance)})
 
     def _check_names(self, given: dict[str, Any]) -> None:
         unknown = [name for name in given if name not in self._input_by_name]

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 from inferd.spec import ImageStage
-from inferd.stages import CONTEXT, ImageGeometry, Item, Preprocess, encoded_bytes, only_value
+from inferd.stages import ImageGeometry, Item, Preprocess, encoded_bytes, only_value
 
 # Each image stage enforces its own `max_pixels` (checked from the header, before decoding),
 # so Pillow's process-wide guard would only hide that limit's clearer message.
@@ -114,9 +114,9 @@ def build(stage: ImageStage, input_name: str, output_name: str) -> Preprocess:
     std = np.asarray(stage.std, dtype=np.float32)
     dtype = numpy_dtype(stage.datatype)
 
-    def preprocess(item: Item) -> Item:
+    def preprocess(item: Item) -> None:
         data = encoded_bytes(
-            only_value(item, input_name, "the image stage"),
+            only_value(item.values, input_name, "the image stage"),
             input_name,
             "an image file (PNG, JPEG, ...)",
         )
@@ -139,9 +139,9 @@ def build(stage: ImageStage, input_name: str, output_name: str) -> Preprocess:
             tensor = tensor[np.newaxis] if tensor.ndim == 2 else tensor.transpose(2, 0, 1)
         elif stage.layout == "HWC" and tensor.ndim == 2:
             tensor = tensor[..., np.newaxis]
-        out = {k: v for k, v in item.items() if k != input_name}
+        out = {k: v for k, v in item.values.items() if k != input_name}
         out[output_name] = np.ascontiguousarray(tensor)
-        out[CONTEXT] = {**out.get(CONTEXT, {}), input_name: geometry}
-        return out
+        item.values = out
+        item.context[input_name] = geometry
 
     return preprocess

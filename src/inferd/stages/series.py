@@ -20,8 +20,10 @@ def build(stage: SeriesStage, input_name: str, output_name: str) -> Preprocess:
     mean = np.float64(stage.mean)
     std = np.float64(stage.std)
 
-    def preprocess(item: Item) -> Item:
-        values = np.asarray(only_value(item, input_name, "the series stage"), dtype=np.float64)
+    def preprocess(item: Item) -> None:
+        values = np.asarray(
+            only_value(item.values, input_name, "the series stage"), dtype=np.float64
+        )
         if values.ndim != 1:
             raise BadRequestError(
                 f"input {input_name!r} must be a flat list of numbers, oldest first; "
@@ -39,8 +41,8 @@ def build(stage: SeriesStage, input_name: str, output_name: str) -> Preprocess:
                 "fill the gaps before forecasting"
             )
         scaled = ((recent - mean) / std).astype(np.float32)
-        out = {k: v for k, v in item.items() if k != input_name}
+        out = {k: v for k, v in item.values.items() if k != input_name}
         out[output_name] = scaled[:, np.newaxis] if stage.layout == "W1" else scaled
-        return out
+        item.values = out
 
     return preprocess

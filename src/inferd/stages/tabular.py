@@ -35,21 +35,22 @@ def build(stage: TabularStage, output_name: str) -> Preprocess:
     std = np.asarray(stage.std if stage.std is not None else [1.0] * len(features))
     dtype = numpy_dtype(stage.datatype)
 
-    def preprocess(item: Item) -> Item:
-        missing = [f for f in features if f not in item]
+    def preprocess(item: Item) -> None:
+        given = item.values
+        missing = [f for f in features if f not in given]
         if missing:
             raise BadRequestError(
                 f"missing feature(s) {', '.join(missing)}; this model needs all of: "
                 f"{', '.join(features)}"
             )
-        values = np.array([_scalar(item[f], f) for f in features], dtype=np.float64)
+        values = np.array([_scalar(given[f], f) for f in features], dtype=np.float64)
         bad = [f for f, v in zip(features, values, strict=True) if not np.isfinite(v)]
         if bad:
             raise BadRequestError(
                 f"feature(s) {', '.join(bad)} are NaN or infinite; send finite numbers"
             )
-        out = {k: v for k, v in item.items() if k not in consumed}
+        out = {k: v for k, v in given.items() if k not in consumed}
         out[output_name] = ((values - mean) / std).astype(dtype)
-        return out
+        item.values = out
 
     return preprocess

@@ -16,7 +16,7 @@ import numpy as np
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError, SpecError
 from inferd.spec import TextStage
-from inferd.stages import NOTES, Item, Preprocess, only_value
+from inferd.stages import Item, Preprocess, only_value
 
 _PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<PAD>")
 
@@ -75,10 +75,10 @@ def build(
     pads = {names["input_ids"]: _pad_id(stage, tokenizer)}
     pads.update({names[k]: 0 for k in ("attention_mask", "token_type_ids") if k in names})
 
-    def preprocess(item: Item) -> Item:
-        text = _text(only_value(item, input_name, "the text stage"), input_name)
+    def preprocess(item: Item) -> None:
+        text = _text(only_value(item.values, input_name, "the text stage"), input_name)
         encoding = tokenizer.encode(text)
-        out = {k: v for k, v in item.items() if k != input_name}
+        out = {k: v for k, v in item.values.items() if k != input_name}
         fields = {
             "input_ids": encoding.ids,
             "attention_mask": encoding.attention_mask,
@@ -87,7 +87,7 @@ def build(
         for key, model_input in names.items():
             out[model_input] = np.asarray(fields[key], dtype=dtype)
         if encoding.overflowing:
-            out[NOTES] = {**out.get(NOTES, {}), "truncated_to_tokens": stage.max_length}
-        return out
+            item.notes["truncated_to_tokens"] = stage.max_length
+        item.values = out
 
     return preprocess, pads

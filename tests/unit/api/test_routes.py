@@ -16,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferd import __version__
-from inferd.api.routes import HttpServer, create_app
+from inferd.app import App, create_app
 from tests.support import onnx_models
 
 LABELS = ["setosa", "versicolor", "virginica"]
@@ -46,7 +46,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 @asynccontextmanager
-async def _serving(server: HttpServer) -> AsyncIterator[httpx.AsyncClient]:
+async def _serving(server: App) -> AsyncIterator[httpx.AsyncClient]:
     await server.startup()
     try:
         transport = httpx.ASGITransport(app=server)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from inferd.errors import ListenError, StartupError
 from inferd.http import connection, server
 from inferd.http.messages import HttpRequest, HttpResponse, StreamingResponse
-from inferd.errors import ListenError, StartupError
 from inferd.http.server import (
     GC_THRESHOLDS,
     HttpService,

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from inferd.api.v1 import MAX_ENTRIES, parse_feedback
 from inferd.errors import BadRequestError
-from inferd.monitor.feedback import MAX_ENTRIES, parse_feedback, truth_check
+from inferd.monitor.feedback import truth_check
 from inferd.spec import parse_spec
 from inferd.store import FeedbackEntry
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from inferd.api import v1
 from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError
 from inferd.monitor.metrics import Metrics
@@ -65,7 +66,7 @@ async def plane(tmp_path: Path) -> AsyncIterator[tuple[DataPlane, Store]]:
 
 async def _price(dataplane: DataPlane, features: list[float]) -> float:
     instance = dict(zip(FEATURES, features, strict=True))
-    [answer] = await dataplane.predict("house", None, [instance], "probe", None, {})
+    [answer] = await v1.predict(dataplane, "house", None, [instance], "probe", None, {})
     return float(answer["value"])
 
 
@@ -80,7 +81,9 @@ async def test_decisions_answer_and_actions_are_in_the_outbox_before_the_answer(
         cheap, dear, low, high = dear, cheap, high, low
     instances = [dict(zip(FEATURES, x, strict=True)) for x in (cheap, dear)]
     budget = (low + high) / 2
-    answers = await dataplane.predict("house", None, instances, "req-1", None, {"budget": budget})
+    answers = await v1.predict(
+        dataplane, "house", None, instances, "req-1", None, {"budget": budget}
+    )
     big = ["big_first_feature"]
     assert [a["decisions"] for a in answers] == [
         big if cheap[0] > 5 else [],
@@ -108,7 +111,7 @@ async def test_a_repeated_request_id_does_not_enqueue_its_actions_twice(
     dataplane, store = plane
     instance = dict(zip(FEATURES, [9.0, 9.0, 9.0], strict=True))
     for _ in range(2):
-        await dataplane.predict("house", None, [instance], "same-id", None, {"budget": -1e9})
+        await v1.predict(dataplane, "house", None, [instance], "same-id", None, {"budget": -1e9})
     assert len(store.list_actions(model="house")) == 2  # webhook + log, once
     assert len(store.find_predictions(["same-id"])["same-id"]) == 2  # both predictions logged
 
@@ -118,7 +121,7 @@ async def test_feedback_attaches_truth_and_reports_unknown_ids(
 ) -> None:
     dataplane, _ = plane
     instance = dict(zip(FEATURES, [1.0, 2.0, 3.0], strict=True))
-    await dataplane.predict("house", None, [instance], "fb-1", None, {"budget": 1e9})
+    await v1.predict(dataplane, "house", None, [instance], "fb-1", None, {"budget": 1e9})
     entries = [FeedbackEntry("fb-1", 0, 12.5), FeedbackEntry("nope", 0, 1.0)]
     result = await dataplane.feedback(entries)
     assert result == {"recorded": 1, "unknown": [{"request_id": "nope", "item": 0}]}
@@ -130,5 +133,5 @@ async def test_a_bad_parameter_is_a_400_naming_the_rule(plane: tuple[DataPlane, 
     dataplane, store = plane
     instance = dict(zip(FEATURES, [1.0, 2.0, 3.0], strict=True))
     with pytest.raises(BadRequestError, match="decision rule 'expensive'"):
-        await dataplane.predict("house", None, [instance], "bad", None, {"budget": "lots"})
+        await v1.predict(dataplane, "house", None, [instance], "bad", None, {"budget": "lots"})
     assert store.list_actions() == []

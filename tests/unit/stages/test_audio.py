@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from inferd.errors import BadRequestError
 from inferd.spec import AudioStage
 from inferd.stages import audio
+from tests.support.stages import apply
 
 RATE = 16_000
 SILENCE_DB = 10 * np.log10(1e-10)
@@ -33,7 +34,7 @@ def _stage(**options: Any) -> AudioStage:
 
 
 def _run(data: Any, **options: Any) -> np.ndarray:
-    out = audio.build(_stage(**options), "clip", "x")({"clip": data})
+    out = apply(audio.build(_stage(**options), "clip", "x"), {"clip": data}).values
     assert set(out) == {"x"}
     tensor = out["x"]
     assert isinstance(tensor, np.ndarray) and tensor.dtype == np.float32

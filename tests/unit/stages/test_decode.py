@@ -59,26 +59,26 @@ def test_batched_tensors_are_split_into_items(pair: InputDecoder) -> None:
     b = np.array([10, 20], dtype=np.int64)
     items = pair.items_from_tensors([_tensor("b", "INT64", b), _tensor("a", "FP32", a)])
     assert len(items) == 2
-    assert [sorted(item) for item in items] == [["a", "b"], ["a", "b"]]
-    assert items[0]["a"].tolist() == [1.0, 2.0, 3.0]
-    assert items[1]["a"].tolist() == [4.0, 5.0, 6.0]
-    assert items[0]["a"].dtype == np.float32
-    assert items[0]["b"].shape == () and items[0]["b"].dtype == np.int64
-    assert [int(item["b"]) for item in items] == [10, 20]
+    assert [sorted(item.inputs) for item in items] == [["a", "b"], ["a", "b"]]
+    assert items[0].inputs["a"].tolist() == [1.0, 2.0, 3.0]
+    assert items[1].inputs["a"].tolist() == [4.0, 5.0, 6.0]
+    assert items[0].inputs["a"].dtype == np.float32
+    assert items[0].inputs["b"].shape == () and items[0].inputs["b"].dtype == np.int64
+    assert [int(item.inputs["b"]) for item in items] == [10, 20]
 
 
 def test_one_item_batch(vector: InputDecoder) -> None:
     [item] = vector.items_from_tensors([_tensor("x", "FP32", _fp32(1, 4))])
-    assert item["x"].shape == (4,)
-    assert item["x"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert item.inputs["x"].shape == (4,)
+    assert item.inputs["x"].tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_unbatched_model_gets_the_whole_tensor_as_one_item() -> None:
     decoder = InputDecoder([_spec("x", "FP32", [2, 3])], batched=False)
     items = decoder.items_from_tensors([_tensor("x", "FP32", _fp32(2, 3))])
     assert len(items) == 1
-    assert items[0]["x"].shape == (2, 3)
-    assert items[0]["x"].tolist() == _fp32(2, 3).tolist()
+    assert items[0].inputs["x"].shape == (2, 3)
+    assert items[0].inputs["x"].tolist() == _fp32(2, 3).tolist()
 
 
 def test_unbatched_model_checks_the_whole_shape() -> None:
@@ -146,8 +146,8 @@ def test_empty_batch_is_refused(vector: InputDecoder) -> None:
 def test_scalar_per_item_fits_a_one_element_input() -> None:
     decoder = InputDecoder([_spec("x", "FP32", [1])], batched=True)
     items = decoder.items_from_tensors([_tensor("x", "FP32", np.array([1, 2, 5], np.float32))])
-    assert [item["x"].shape for item in items] == [(1,), (1,), (1,)]
-    assert [item["x"].tolist() for item in items] == [[1.0], [2.0], [5.0]]
+    assert [item.inputs["x"].shape for item in items] == [(1,), (1,), (1,)]
+    assert [item.inputs["x"].tolist() for item in items] == [[1.0], [2.0], [5.0]]
 
 
 def test_scalar_per_item_does_not_fit_a_wider_input() -> None:
@@ -162,8 +162,8 @@ def test_scalar_per_item_does_not_fit_a_wider_input() -> None:
 def test_bytes_tensor_is_split_per_item(text: InputDecoder) -> None:
     data = np.array([[b"one"], [b"two"]], dtype=np.object_)
     items = text.items_from_tensors([_tensor("t", "BYTES", data)])
-    assert [item["t"].tolist() for item in items] == [[b"one"], [b"two"]]
-    assert items[0]["t"].dtype == np.object_
+    assert [item.inputs["t"].tolist() for item in items] == [[b"one"], [b"two"]]
+    assert items[0].inputs["t"].dtype == np.object_
 
 
 # --- V1 instances → items -----------------------------------------------------------------------
@@ -171,16 +171,20 @@ def test_bytes_tensor_is_split_per_item(text: InputDecoder) -> None:
 
 def test_instance_keyed_by_names_converts_to_each_datatype(pair: InputDecoder) -> None:
     item = pair.item_from_instance({"a": [1, 2.5], "b": 3})
-    assert sorted(item) == ["a", "b"]
-    assert item["a"].dtype == np.float32 and item["a"].tolist() == [1.0, 2.5]
-    assert item["b"].dtype == np.int64 and item["b"].shape == () and int(item["b"]) == 3
+    assert sorted(item.inputs) == ["a", "b"]
+    assert item.inputs["a"].dtype == np.float32 and item.inputs["a"].tolist() == [1.0, 2.5]
+    assert (
+        item.inputs["b"].dtype == np.int64
+        and item.inputs["b"].shape == ()
+        and int(item.inputs["b"]) == 3
+    )
 
 
 def test_bare_instance_for_a_single_input(vector: InputDecoder) -> None:
     item = vector.item_from_instance([1, 2, 3, 4])
-    assert list(item) == ["x"]
-    assert item["x"].dtype == np.float32
-    assert item["x"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert list(item.inputs) == ["x"]
+    assert item.inputs["x"].dtype == np.float32
+    assert item.inputs["x"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_bare_instance_for_several_inputs_is_refused(pair: InputDecoder) -> None:
@@ -205,7 +209,7 @@ def test_instance_shape_is_checked(vector: InputDecoder) -> None:
 def test_instance_for_an_unbatched_model_has_the_whole_shape() -> None:
     decoder = InputDecoder([_spec("x", "FP32", [2, 2])], batched=False)
     item = decoder.item_from_instance([[1, 2], [3, 4]])
-    assert item["x"].shape == (2, 2)
+    assert item.inputs["x"].shape == (2, 2)
     assert _refused(decoder.item_from_instance, [1, 2, 3, 4]) == (
         "input 'x' has shape [4] but the model expects [2, 2]"
     )
@@ -214,16 +218,16 @@ def test_instance_for_an_unbatched_model_has_the_whole_shape() -> None:
 def test_scalar_instance_fits_a_one_element_input() -> None:
     decoder = InputDecoder([_spec("x", "FP64", [1])], batched=True)
     item = decoder.item_from_instance(2.5)
-    assert item["x"].shape == (1,)
-    assert item["x"].dtype == np.float64
-    assert item["x"].tolist() == [2.5]
+    assert item.inputs["x"].shape == (1,)
+    assert item.inputs["x"].dtype == np.float64
+    assert item.inputs["x"].tolist() == [2.5]
 
 
 def test_bytes_from_a_string(text: InputDecoder) -> None:
     item = text.item_from_instance("café")
-    assert item["t"].dtype == np.object_
-    assert item["t"].shape == (1,)
-    assert item["t"][0] == "café".encode()
+    assert item.inputs["t"].dtype == np.object_
+    assert item.inputs["t"].shape == (1,)
+    assert item.inputs["t"][0] == "café".encode()
 
 
 def test_bytes_from_b64_bare_and_keyed(text: InputDecoder) -> None:
@@ -233,15 +237,15 @@ def test_bytes_from_b64_bare_and_keyed(text: InputDecoder) -> None:
         text.item_from_instance({"b64": encoded}),
         text.item_from_instance({"t": {"b64": encoded}}),
     ):
-        assert item["t"].shape == (1,)
-        assert item["t"][0] == raw
+        assert item.inputs["t"].shape == (1,)
+        assert item.inputs["t"][0] == raw
 
 
 def test_bytes_list_of_strings_and_b64() -> None:
     decoder = InputDecoder([_spec("t", "BYTES", [-1])], batched=True)
     item = decoder.item_from_instance(["ab", {"b64": base64.b64encode(b"\x00\x01").decode()}])
-    assert item["t"].dtype == np.object_
-    assert item["t"].tolist() == [b"ab", b"\x00\x01"]
+    assert item.inputs["t"].dtype == np.object_
+    assert item.inputs["t"].tolist() == [b"ab", b"\x00\x01"]
 
 
 def test_bytes_bad_base64(text: InputDecoder) -> None:
@@ -277,17 +281,17 @@ def test_numbers_are_converted_to_the_input_datatype() -> None:
         batched=True,
     )
     item = decoder.item_from_instance({"i8": [-128, 127], "u16": 65535, "f16": 0.5, "flag": True})
-    assert item["i8"].dtype == np.int8 and item["i8"].tolist() == [-128, 127]
-    assert item["u16"].dtype == np.uint16 and item["u16"].tolist() == [65535]
-    assert item["f16"].dtype == np.float16 and item["f16"].tolist() == [0.5]
-    assert item["flag"].dtype == np.bool_ and item["flag"].tolist() == [True]
+    assert item.inputs["i8"].dtype == np.int8 and item.inputs["i8"].tolist() == [-128, 127]
+    assert item.inputs["u16"].dtype == np.uint16 and item.inputs["u16"].tolist() == [65535]
+    assert item.inputs["f16"].dtype == np.float16 and item.inputs["f16"].tolist() == [0.5]
+    assert item.inputs["flag"].dtype == np.bool_ and item.inputs["flag"].tolist() == [True]
 
 
 def test_whole_floats_are_accepted_for_integer_inputs() -> None:
     decoder = InputDecoder([_spec("n", "INT64", [2])], batched=True)
     item = decoder.item_from_instance([2.0, -3.0])
-    assert item["n"].dtype == np.int64
-    assert item["n"].tolist() == [2, -3]
+    assert item.inputs["n"].dtype == np.int64
+    assert item.inputs["n"].tolist() == [2, -3]
 
 
 def test_out_of_range_integer_is_refused() -> None:

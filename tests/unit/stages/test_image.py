@@ -13,7 +13,8 @@ from PIL import Image
 
 from inferd.errors import BadRequestError
 from inferd.spec import ImageStage
-from inferd.stages import CONTEXT, ImageGeometry, image
+from inferd.stages import ImageGeometry, image
+from tests.support.stages import apply
 
 RAW = {"scale": 1.0, "mean": [0.0], "std": [1.0]}
 """Stage options that leave pixel values as they are (as float)."""
@@ -27,8 +28,9 @@ def _encode(pixels: np.ndarray, fmt: str, **options: Any) -> bytes:
 
 def _run(data: Any, **options: Any) -> np.ndarray:
     stage = ImageStage(type="image", **options)
-    out = image.build(stage, "img", "x")({"img": data})
-    assert set(out) == {"x", CONTEXT}
+    item = apply(image.build(stage, "img", "x"), {"img": data})
+    out = item.values
+    assert set(out) == {"x"} and set(item.context) == {"img"}
     tensor = out["x"]
     assert isinstance(tensor, np.ndarray)
     return tensor
@@ -362,8 +364,9 @@ def test_one_element_object_array_input() -> None:
 def test_other_item_values_pass_through() -> None:
     stage = ImageStage(type="image", size=(2, 2))
     extra = np.array([1.0])
-    out = image.build(stage, "img", "x")({"img": _one_colour(1, 2, 3), "other": extra})
-    assert set(out) == {"x", "other", CONTEXT}
+    out = apply(image.build(stage, "img", "x"), {"img": _one_colour(1, 2, 3), "other": extra})
+    assert set(out.values) == {"x", "other"}
+    out = out.values
     assert out["other"] is extra
 
 
@@ -372,10 +375,10 @@ def test_other_item_values_pass_through() -> None:
 
 def _geometry(width: int, height: int, **options: Any) -> ImageGeometry:
     stage = ImageStage(type="image", **options)
-    out = image.build(stage, "img", "x")(
-        {"img": _encode(np.zeros((height, width), np.uint8), "PNG")}
+    item = apply(
+        image.build(stage, "img", "x"), {"img": _encode(np.zeros((height, width), np.uint8), "PNG")}
     )
-    geometry = out[CONTEXT]["img"]
+    geometry = item.context["img"]
     assert isinstance(geometry, ImageGeometry)
     return geometry
 
@@ -442,7 +445,7 @@ def test_decompression_bomb_is_reported_as_too_many_pixels() -> None:
 def test_missing_input() -> None:
     stage = ImageStage(type="image", size=(2, 2))
     with pytest.raises(BadRequestError) as caught:
-        image.build(stage, "img", "x")({"other": b"x"})
+        apply(image.build(stage, "img", "x"), {"other": b"x"})
     assert "the image stage needs input 'img'" in caught.value.message
     assert "['other']" in caught.value.message
 

@@ -8,6 +8,7 @@ import pytest
 from inferd.errors import BadRequestError
 from inferd.spec import SeriesStage
 from inferd.stages import series
+from tests.support.stages import values_after
 
 
 def _stage(**options: object) -> SeriesStage:
@@ -15,7 +16,7 @@ def _stage(**options: object) -> SeriesStage:
 
 
 def test_takes_the_latest_window_and_scales_it() -> None:
-    run = series.build(_stage(mean=10.0, std=2.0), "series", "window")
+    run = values_after(series.build(_stage(mean=10.0, std=2.0), "series", "window"))
     item = run({"series": np.array([1.0, 2.0, 12.0, 14.0, 16.0]), "other": 5})
     np.testing.assert_allclose(item["window"], [1.0, 2.0, 3.0])
     assert item["window"].dtype == np.float32
@@ -23,12 +24,12 @@ def test_takes_the_latest_window_and_scales_it() -> None:
 
 
 def test_w1_layout_adds_a_feature_axis() -> None:
-    run = series.build(_stage(layout="W1"), "series", "window")
+    run = values_after(series.build(_stage(layout="W1"), "series", "window"))
     assert run({"series": np.arange(4.0)})["window"].shape == (3, 1)
 
 
 def test_too_short_a_series_says_how_many_values_are_needed() -> None:
-    run = series.build(_stage(window=12), "series", "window")
+    run = values_after(series.build(_stage(window=12), "series", "window"))
     with pytest.raises(BadRequestError) as caught:
         run({"series": np.arange(5.0)})
     assert caught.value.message == (
@@ -37,7 +38,7 @@ def test_too_short_a_series_says_how_many_values_are_needed() -> None:
 
 
 def test_non_finite_values_in_the_window_are_refused() -> None:
-    run = series.build(_stage(), "series", "window")
+    run = values_after(series.build(_stage(), "series", "window"))
     with pytest.raises(BadRequestError, match="NaN or infinite"):
         run({"series": np.array([1.0, np.nan, 2.0, 3.0])})
     # A gap older than the window does not matter.
@@ -47,7 +48,7 @@ def test_non_finite_values_in_the_window_are_refused() -> None:
 
 
 def test_a_table_is_not_a_series() -> None:
-    run = series.build(_stage(), "series", "window")
+    run = values_after(series.build(_stage(), "series", "window"))
     with pytest.raises(BadRequestError, match="flat list"):
         run({"series": np.ones((3, 2))})
 

@@ -10,11 +10,12 @@ import pytest
 from inferd.errors import BadRequestError
 from inferd.spec import TabularStage
 from inferd.stages import tabular
+from tests.support.stages import values_after
 
 
 def _build(**options: Any) -> Any:
     options.setdefault("features", ["age", "height", "weight"])
-    return tabular.build(TabularStage(type="tabular", **options), "x")
+    return values_after(tabular.build(TabularStage(type="tabular", **options), "x"))
 
 
 def _error(item: dict[str, Any], **options: Any) -> str:

@@ -9,8 +9,9 @@ import pytest
 
 from inferd.errors import BadRequestError, SpecError
 from inferd.spec import TextStage
-from inferd.stages import NOTES, text
+from inferd.stages import text
 from tests.support.onnx_models import word_tokenizer
+from tests.support.stages import apply
 
 WORDS = ["my", "card", "was", "charged", "twice", "refund", "please"]
 
@@ -26,12 +27,13 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_text_becomes_ids_and_mask(folder: Path) -> None:
-    run, pads = text.build(_stage(), "text", folder)
-    item = run({"text": np.array([b"My card was CHARGED twice"], dtype=object)})
+    step, pads = text.build(_stage(), "text", folder)
+    done = apply(step, {"text": np.array([b"My card was CHARGED twice"], dtype=object)})
+    item = done.values
     np.testing.assert_array_equal(item["input_ids"], [2, 3, 4, 5, 6])
     np.testing.assert_array_equal(item["attention_mask"], [1, 1, 1, 1, 1])
     assert item["input_ids"].dtype == np.int64
-    assert "text" not in item and NOTES not in item
+    assert "text" not in item and not done.notes
     assert pads == {"input_ids": 0, "attention_mask": 0}
 
 
@@ -39,8 +41,8 @@ def test_unknown_words_and_token_type_ids_under_model_names(folder: Path) -> Non
     stage = _stage(
         outputs={"input_ids": "ids", "token_type_ids": "types"}, datatype="INT32", pad_id=9
     )
-    run, pads = text.build(stage, "text", folder)
-    item = run({"text": "refund xyzzy"})
+    step, pads = text.build(stage, "text", folder)
+    item = apply(step, {"text": "refund xyzzy"}).values
     np.testing.assert_array_equal(item["ids"], [7, 1])
     np.testing.assert_array_equal(item["types"], [0, 0])
     assert item["ids"].dtype == np.int32
@@ -48,10 +50,10 @@ def test_unknown_words_and_token_type_ids_under_model_names(folder: Path) -> Non
 
 
 def test_long_text_is_truncated_and_noted(folder: Path) -> None:
-    run, _ = text.build(_stage(max_length=3), "text", folder)
-    item = run({"text": "my card was charged twice"})
-    np.testing.assert_array_equal(item["input_ids"], [2, 3, 4])
-    assert item[NOTES] == {"truncated_to_tokens": 3}
+    step, _ = text.build(_stage(max_length=3), "text", folder)
+    done = apply(step, {"text": "my card was charged twice"})
+    np.testing.assert_array_equal(done.values["input_ids"], [2, 3, 4])
+    assert done.notes == {"truncated_to_tokens": 3}
 
 
 @pytest.mark.parametrize(
@@ -65,9 +67,9 @@ def test_long_text_is_truncated_and_noted(folder: Path) -> None:
     ],
 )
 def test_bad_text_is_a_400(folder: Path, value: object, words: str) -> None:
-    run, _ = text.build(_stage(), "text", folder)
+    step, _ = text.build(_stage(), "text", folder)
     with pytest.raises(BadRequestError, match=words):
-        run({"text": value})
+        apply(step, {"text": value})
 
 
 def test_missing_or_broken_tokenizer_is_a_spec_error(tmp_path: Path) -> None:

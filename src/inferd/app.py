@@ -1,0 +1,136 @@
+"""The composition root: one `ServerConfig` in, a running inferd out.
+
+`App` builds every part of a server and wires them together: metrics, the store side
+(outbox, prediction recorder), the model repository, the DataPlane over them, and the HTTP
+API over the DataPlane. It is the ASGI app (for any ASGI server and the in-process tests)
+and gives `inferd serve`'s own HTTP server its handler, start-up and shutdown. No other
+module builds these parts for serving; none of them builds another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferd.actions.outbox import Outbox
+from inferd.api.routes import Api
+from inferd.dataplane import DataPlane
+from inferd.http.asgi import AsgiRequest, Receive, Scope, Send, send_response, serve_lifespan
+from inferd.http.messages import Handler
+from inferd.monitor.metrics import Metrics
+from inferd.monitor.recording import Recorder
+from inferd.repository import ModelRepository
+
+logger = logging.getLogger("inferd.app")
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything `inferd serve` is told."""
+
+    repository: Path
+    trust_code: bool = False
+    api_key: str | None = None
+    """Required on every route but health when set."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    store_url: str | None = None
+    """With a store, decisions' actions are recorded and delivered, and prediction logs kept."""
+    retention_days: float = 30.0
+
+
+class App:
+    """One server's parts, built from its config; started and stopped as one."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.max_body_bytes = config.max_body_bytes
+        self.outbox: Outbox | None = None
+        self.metrics = Metrics(
+            queues=lambda: self.dataplane.queue_states(),
+            known_models=lambda name: self.dataplane.known(name),
+            engines=lambda: self.dataplane.engine_states(),
+            actions=self._outbox_counts if config.store_url else None,
+        )
+        if config.store_url:
+            self.outbox = Outbox(
+                config.store_url,
+                trust_code=config.trust_code,
+                retention_days=config.retention_days,
+                on_outcome=self.metrics.action_outcome,
+            )
+        self.repository = ModelRepository(
+            config.repository, trust_code=config.trust_code, on_batch=self.metrics.observe_batch
+        )
+        self.dataplane = DataPlane(
+            self.repository,
+            self.metrics,
+            store=self.outbox.store if self.outbox else None,
+            recorder=Recorder(self.outbox.writer) if self.outbox else None,
+        )
+        self.api = Api(
+            self.dataplane,
+            self.metrics,
+            api_key=config.api_key,
+            max_body_bytes=config.max_body_bytes,
+        )
+        self.handle: Handler = self.api.handle
+        """One request, from any transport."""
+
+    def _outbox_counts(self) -> dict[tuple[str, str], int]:
+        assert self.outbox is not None
+        return self.outbox.store.action_counts()
+
+    async def startup(self) -> None:
+        if self.outbox is not None:
+            await self.outbox.start()  # first: actions left by a previous run go out now
+        await asyncio.to_thread(self.repository.load)
+        await self.repository.start()
+        for model in self.dataplane.generation_models():
+            assert model.engine is not None
+            model.engine.observer = self.metrics.generation_observer(model.name)
+        self.dataplane.started = True
+        for entry in self.repository.entries():
+            state = f"versions {sorted(entry.versions)}" if entry.versions else "NOT LOADED"
+            logger.info("model %s: %s", entry.name, state)
+
+    async def shutdown(self) -> None:
+        self.dataplane.started = False
+        await self.repository.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point."""
+        if scope["type"] == "http":
+            request = AsgiRequest(scope, receive)
+            response = await self.handle(request)
+            if not request.disconnected:
+                await send_response(response, request, send)
+        elif scope["type"] == "lifespan":
+            await serve_lifespan(receive, send, self.startup, self.shutdown)
+
+
+def create_app(
+    repository_path: Path,
+    *,
+    trust_code: bool = False,
+    api_key: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    store_url: str | None = None,
+    retention_days: float = 30.0,
+) -> App:
+    """The app serving every model in `repository_path` (an ASGI app)."""
+    return App(
+        ServerConfig(
+            repository_path,
+            trust_code=trust_code,
+            api_key=api_key,
+            max_body_bytes=max_body_bytes,
+            store_url=store_url,
+            retention_days=retention_days,
+        )
+    )

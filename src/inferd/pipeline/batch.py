@@ -1,0 +1,161 @@
+"""Stages 2-5 over one batch, in a worker thread: preprocess each item, run the model on
+groups of items whose tensors stack, split the outputs back and postprocess each item.
+
+Every item's failure is its own: the result list holds an exception in that item's place,
+and only a failing model call fails the items that shared it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inferd.errors import InferdError, ModelError, SpecError
+from inferd.pipeline.wiring import Wiring
+from inferd.stages import Item, Prediction
+
+logger = logging.getLogger("inferd.pipeline")
+
+
+@dataclass
+class ItemResult:
+    """One item's prediction and how long each stage took for it (seconds)."""
+
+    prediction: Prediction
+    preprocess_s: float
+    model_s: float
+    postprocess_s: float
+    batch_size: int
+
+
+_Prepared = tuple[int, Item, float]
+"""(position in the batch, the preprocessed item, its preprocessing seconds)."""
+
+
+class BatchRunner:
+    """Runs batches through one model version's stages 2-5; thread-safe."""
+
+    def __init__(self, wiring: Wiring) -> None:
+        self.wiring = wiring
+        self.name = wiring.spec.name
+        self.batched = wiring.spec.batched
+        self.backend = wiring.backend
+        self._check_inputs = wiring.spec.backend == "onnx"
+
+    def run(self, items: Sequence[Item]) -> list[ItemResult | BaseException]:
+        results: list[ItemResult | BaseException | None] = [None] * len(items)
+        prepared: list[_Prepared] = []
+        steps = self.wiring.preprocess
+        for index, item in enumerate(items):
+            started = time.perf_counter()
+            try:
+                for step in steps:
+                    step(item)
+                self._check_model_inputs(item)
+            except Exception as error:
+                results[index] = self._own_error(error, "preprocessing")
+                continue
+            prepared.append((index, item, time.perf_counter() - started))
+
+        for group in self._groups(prepared):
+            self._run_group(group, results)
+        for index, item in enumerate(items):
+            result = results[index]
+            if item.notes and isinstance(result, ItemResult):
+                result.prediction.parameters.update(item.notes)
+        return [r if r is not None else ModelError("item was not processed") for r in results]
+
+    def _check_model_inputs(self, item: Item) -> None:
+        if self._check_inputs:
+            missing = [n for n in self.wiring.model_input_names if n not in item.values]
+            if missing:
+                raise SpecError(
+                    f"model {self.name!r}: no stage produces model input(s) "
+                    f"{', '.join(missing)}; check the preprocess stages in model.yaml"
+                )
+
+    def _groups(self, prepared: list[_Prepared]) -> list[list[_Prepared]]:
+        """Items whose tensors have equal shapes and dtypes can share one model call
+        (the last axis of padded tensors, such as token ids, may differ)."""
+        if not self.batched:
+            return [[entry] for entry in prepared]
+        pads = self.wiring.pad_values
+        groups: dict[tuple[Any, ...], list[_Prepared]] = {}
+        for entry in prepared:
+            key = tuple(
+                (name, value.shape[:-1] if name in pads else value.shape, value.dtype.str)
+                for name, value in sorted(entry[1].values.items())
+                if isinstance(value, np.ndarray)
+            )
+            groups.setdefault(key, []).append(entry)
+        return list(groups.values())
+
+    def _run_group(
+        self, group: list[_Prepared], results: list[ItemResult | BaseException | None]
+    ) -> None:
+        first = group[0][1].values
+        names = [n for n in first if isinstance(first[n], np.ndarray)]
+        started = time.perf_counter()
+        try:
+            if self.batched:
+                feed = {n: self._stack(n, [entry[1].values[n] for entry in group]) for n in names}
+            else:
+                feed = {n: first[n] for n in names}
+            outputs = self.backend.run(feed)
+            if self.batched:
+                bad = [n for n, v in outputs.items() if v.ndim == 0 or v.shape[0] != len(group)]
+                if bad:
+                    raise ValueError(
+                        f"output(s) {', '.join(bad)} do not have the batch size {len(group)} "
+                        "as their first dimension"
+                    )
+        except Exception as error:
+            logger.exception("model %r failed on a batch of %d", self.name, len(group))
+            failure = ModelError(f"model {self.name!r} failed while running: {error}")
+            for index, _, _ in group:
+                results[index] = failure
+            return
+        model_s = time.perf_counter() - started
+        for position, (index, item, preprocess_s) in enumerate(group):
+            item_outputs = {n: v[position] for n, v in outputs.items()} if self.batched else outputs
+            post_started = time.perf_counter()
+            try:
+                prediction = self._predict(item_outputs, item.context)
+            except Exception as error:
+                results[index] = self._own_error(error, "postprocessing")
+                continue
+            results[index] = ItemResult(
+                prediction=prediction,
+                preprocess_s=preprocess_s,
+                model_s=model_s,
+                postprocess_s=time.perf_counter() - post_started,
+                batch_size=len(group),
+            )
+
+    def _stack(self, name: str, arrays: list[np.ndarray]) -> np.ndarray:
+        """Stack one tensor of a group, padding its last axis to the longest item if allowed."""
+        pad = self.wiring.pad_values.get(name)
+        if pad is None:
+            return np.stack(arrays)
+        longest = max(a.shape[-1] for a in arrays)
+        batch = np.full((len(arrays), *arrays[0].shape[:-1], longest), pad, arrays[0].dtype)
+        for row, array in enumerate(arrays):
+            batch[row, ..., : array.shape[-1]] = array
+        return batch
+
+    def _predict(self, outputs: dict[str, np.ndarray], context: dict[str, Any]) -> Prediction:
+        postprocess = self.wiring.postprocess
+        if postprocess is not None:
+            return postprocess.run(outputs, context)
+        return Prediction(fields={n: v.tolist() for n, v in outputs.items()}, tensors=outputs)
+
+    def _own_error(self, error: Exception, stage: str) -> InferdError:
+        if isinstance(error, InferdError):
+            return error
+        logger.exception("model %r: %s failed on one item", self.name, stage)
+        return ModelError(f"model {self.name!r}: {stage} failed: {error}")
