@@ -1,4 +1,5 @@
-"""The V2 wire codecs, checked against the official tritonclient's own encoder and decoder."""
+"""The V2 request and response bodies, checked against the official tritonclient's own encoder
+and decoder."""
 
 from __future__ import annotations
 
@@ -20,19 +21,16 @@ from tritonclient.http import (
 )
 from tritonclient.utils import np_to_triton_dtype
 
-from inferd import codecs
 from inferd.codecs import (
     HEADER_CONTENT_LENGTH,
     InferRequest,
     InferResponse,
     InferTensor,
     RequestedOutput,
-    decode_b64,
     decode_infer_request,
     encode_infer_response,
-    json_dumps,
-    json_loads,
     select_outputs,
+    v2,
 )
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
@@ -291,7 +289,7 @@ def test_flat_numbers_fast_path_matches_the_general_path(
 ) -> None:
     body = body_of({"name": "x", "datatype": datatype, "shape": [1, len(data)], "data": data})
     fast = decode_or_error(body)
-    monkeypatch.setattr(codecs, "_ARRAY_CODES", {})  # every list takes the general path
+    monkeypatch.setattr(v2, "_ARRAY_CODES", {})  # every list takes the general path
     general = decode_or_error(body)
     if isinstance(general, str):
         assert fast == general
@@ -304,10 +302,10 @@ def test_flat_numbers_fast_path_matches_the_general_path(
 def test_flat_numbers_fast_path_is_taken_for_json_floats_and_ints() -> None:
     taken: list[tuple[str, list[Any]]] = [("FP32", [0.5, 2]), ("INT64", [3, 4])]
     for datatype, data in taken:
-        got = codecs._flat_numbers(datatype, data, 2)
+        got = v2._flat_numbers(datatype, data, 2)
         assert got is not None and got.dtype == numpy_dtype(datatype)
-    assert codecs._flat_numbers("FP32", [1, 0.5], 2) is None  # an int first
-    assert codecs._flat_numbers("FP32", [0.5], 2) is None  # a count the general path reports
+    assert v2._flat_numbers("FP32", [1, 0.5], 2) is None  # an int first
+    assert v2._flat_numbers("FP32", [0.5], 2) is None  # a count the general path reports
 
 
 # --- responses read by tritonclient ----------------------------------------------------------
@@ -457,38 +455,6 @@ def test_select_outputs_rejects_unknown_names() -> None:
     assert '"probs"' in info.value.message and '"count"' in info.value.message
     with pytest.raises(BadRequestError):
         encode_infer_response(response(), request_for([RequestedOutput("scores")]))
-
-
-# --- JSON and base64 helpers ------------------------------------------------------------------
-
-
-def test_json_dumps_numpy_and_bytes() -> None:
-    obj = {
-        "a": np.arange(6, dtype=np.float32).reshape(2, 3)[:, ::2],  # not contiguous
-        "s": np.float16(1.5),
-        "i": np.int64(7),
-        "o": np.array([b"x", "y"], dtype=object),
-        "b": PNG_HEADER,
-        "t": (1, 2),
-    }
-    assert orjson.loads(json_dumps(obj)) == {
-        "a": [[0.0, 2.0], [3.0, 5.0]],
-        "s": 1.5,
-        "i": 7,
-        "o": ["x", "y"],
-        "b": base64.b64encode(PNG_HEADER).decode(),
-        "t": [1, 2],
-    }
-
-
-def test_json_loads_and_b64() -> None:
-    assert json_loads(b'{"a": [1]}') == {"a": [1]}
-    with pytest.raises(BadRequestError, match="config is not valid JSON"):
-        json_loads(b'{"a": ', what="config")
-    assert decode_b64(base64.b64encode(PNG_HEADER).decode()) == PNG_HEADER
-    for bad in ["abc", "a$==", "é", 5]:
-        with pytest.raises(BadRequestError, match="image"):
-            decode_b64(bad, what="image")  # type: ignore[arg-type]
 
 
 # --- bad requests -----------------------------------------------------------------------------

@@ -1,103 +1,23 @@
-"""The Open Inference Protocol wire (KServe V2 / Triton HTTP): request and response bodies ⇄ numpy.
-
-Covers V2 JSON tensors, the binary tensor data extension (a JSON header whose length is in the
-``Inference-Header-Content-Length`` header, then raw tensor bytes in tensor order), BYTES
-tensors (4-byte little-endian length + bytes per element, as Triton serializes them) and
-base64. It knows nothing about models: every check here is about the wire alone, and every
-mistake a client can make becomes a BadRequestError that says what to fix.
-"""
+"""V2 inference request and response bodies: a JSON document of tensors, each one's data
+inline as JSON or after the document as binary, decoded into `InferRequest` and encoded from
+`InferResponse`. Every mistake a client can make becomes a BadRequestError that says what to
+fix."""
 
 from __future__ import annotations
 
 import array
 import base64
 import math
-import struct
-from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
+from inferd.codecs.binary import _LENGTH, HEADER_CONTENT_LENGTH, _count_error, _from_binary
+from inferd.codecs.json import decode_b64, json_dumps, json_loads
+from inferd.codecs.tensors import InferRequest, InferResponse, InferTensor, RequestedOutput
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
-
-HEADER_CONTENT_LENGTH = "inference-header-content-length"
-
-_LENGTH = struct.Struct("<I")  # the length prefix of each element of a binary BYTES tensor
-
-
-@dataclass
-class InferTensor:
-    name: str
-    datatype: str  # V2 datatype string, e.g. "FP32", "BYTES"
-    shape: list[int]
-    data: npt.NDArray[Any]  # reshaped to `shape`; BYTES → dtype=object array of `bytes`
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RequestedOutput:
-    name: str
-    parameters: dict[str, Any] = field(default_factory=dict)  # e.g. {"binary_data": True}
-
-
-@dataclass
-class InferRequest:
-    inputs: list[InferTensor]
-    outputs: list[RequestedOutput] | None = None  # None = all outputs
-    id: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class InferResponse:
-    model_name: str
-    outputs: list[InferTensor]
-    model_version: str | None = None
-    id: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-# --- JSON and base64 -------------------------------------------------------------------------
-
-
-def _json_default(obj: Any) -> Any:
-    """What orjson cannot write natively: non-contiguous/object arrays, bytes."""
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, bytes | bytearray | memoryview):
-        raw = bytes(obj)
-        try:
-            return raw.decode()
-        except UnicodeDecodeError:
-            return base64.b64encode(raw).decode("ascii")
-    raise TypeError(f"cannot serialize {type(obj).__name__} to JSON")
-
-
-def json_dumps(obj: Any) -> bytes:
-    """Serialize a reply; numpy arrays and scalars go through orjson's native (fast) path."""
-    return orjson.dumps(obj, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def json_loads(body: bytes, what: str = "request body") -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise BadRequestError(f"{what} is not valid JSON: {e}") from None
-
-
-def decode_b64(value: str, what: str = "input") -> bytes:
-    if not isinstance(value, str):
-        raise BadRequestError(f"{what} must be a base64 string, got {type(value).__name__}")
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError as e:  # binascii.Error, or non-ASCII text
-        raise BadRequestError(f"{what} is not valid base64: {e}") from None
-
 
 # --- requests --------------------------------------------------------------------------------
 
@@ -218,48 +138,6 @@ def _decode_input(
 def _is_shape(value: Any) -> TypeGuard[list[int]]:
     """A list of non-negative integers (JSON's true/false are not integers here)."""
     return isinstance(value, list) and all(type(d) is int and d >= 0 for d in value)
-
-
-def _count_error(label: str, shape: list[int], count: int, given: int) -> BadRequestError:
-    return BadRequestError(f"{label}: shape {shape} needs {count} values but {given} were given")
-
-
-def _from_binary(
-    label: str, datatype: str, shape: list[int], body: bytes, offset: int, size: int
-) -> npt.NDArray[Any]:
-    dtype, count = numpy_dtype(datatype), math.prod(shape)
-    if datatype == "BYTES":
-        items: list[bytes] = []
-        pos, end = offset, offset + size
-        while pos < end:
-            if pos + 4 > end:
-                raise BadRequestError(f"{label}: BYTES data ends inside an element's length prefix")
-            (n,) = _LENGTH.unpack_from(body, pos)
-            pos += 4
-            if pos + n > end:
-                raise BadRequestError(
-                    f"{label}: a BYTES element announces {n} bytes but {end - pos} are left "
-                    "(each element is a 4-byte little-endian length, then its bytes)"
-                )
-            items.append(body[pos : pos + n])
-            pos += n
-        if len(items) != count:
-            raise _count_error(label, shape, count, len(items))
-        out = np.empty(count, dtype=object)
-        out[:] = items
-        return out
-    need = count * dtype.itemsize
-    if size != need:
-        raise BadRequestError(
-            f"{label}: shape {shape} of {datatype} needs {need} bytes of binary data "
-            f"but binary_data_size is {size}"
-        )
-    if datatype == "BOOL":  # one byte per element; any non-zero byte is true
-        return np.frombuffer(body, dtype=np.uint8, count=count, offset=offset).astype(bool)
-    # The wire is little-endian; astype makes an aligned, writable, native-order copy (the
-    # body is immutable bytes, and backends may write into or hand off their inputs).
-    wire = np.frombuffer(body, dtype=dtype.newbyteorder("<"), count=count, offset=offset)
-    return wire.astype(dtype)
 
 
 def _from_json(
@@ -460,18 +338,3 @@ def _encode_output(tensor: InferTensor, binary: bool, chunks: list[bytes]) -> di
     if params:
         doc["parameters"] = params
     return doc
-
-
-__all__ = [
-    "HEADER_CONTENT_LENGTH",
-    "InferRequest",
-    "InferResponse",
-    "InferTensor",
-    "RequestedOutput",
-    "decode_b64",
-    "decode_infer_request",
-    "encode_infer_response",
-    "json_dumps",
-    "json_loads",
-    "select_outputs",
-]

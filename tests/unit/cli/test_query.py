@@ -1,4 +1,5 @@
-"""The `inferd` command, run in-process with typer's CliRunner against tmp repositories."""
+"""`inferd models`, `inferd validate` and `inferd predict`, run in-process with typer's
+CliRunner against tmp repositories."""
 
 from __future__ import annotations
 
@@ -9,68 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image
-from rich.console import Console
 from typer.testing import CliRunner
 
-from inferd import cli
-from inferd.cli import _instances, app, parse_size
+from inferd.cli import app
+from inferd.cli.query import _instances
 from tests.support import onnx_models
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def wide_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich wraps at 80 columns when not on a terminal; long paths and tables must not wrap."""
-    monkeypatch.setattr(cli, "console", Console(width=400))
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=400))
-
-
-HOUSE_YAML = """\
-task: regression
-inputs:
-  - {name: rooms, datatype: FP64, shape: [1]}
-  - {name: area, datatype: FP64, shape: [1]}
-  - {name: age, datatype: FP64, shape: [1]}
-preprocess:
-  - {type: tabular, features: [rooms, area, age]}
-postprocess:
-  - {type: regress, names: [price], mean: [100.0], std: [10.0]}
-"""
-
-DIGITS_YAML = """\
-task: classification
-inputs:
-  - {name: image, datatype: BYTES, shape: [1]}
-preprocess:
-  - {type: image, color: L, size: [8, 8]}
-postprocess:
-  - {type: classify, top_k: 2}
-labels: [zero, one, two]
-"""
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    onnx_models.affine(root / "aff" / "1" / "model.onnx")
-    onnx_models.linear_regressor(root / "house" / "1" / "model.onnx", features=3)
-    (root / "house" / "model.yaml").write_text(HOUSE_YAML, encoding="utf-8")
-    onnx_models.image_classifier(root / "digits" / "1" / "model.onnx")
-    (root / "digits" / "model.yaml").write_text(DIGITS_YAML, encoding="utf-8")
-    return root
-
-
-@pytest.fixture
-def broken_repo(repo: Path) -> Path:
-    (repo / "bad").mkdir()
-    (repo / "bad" / "model.yaml").write_text(
-        "name: bad\nbatching: {max_batch: 2}\n", encoding="utf-8"
-    )
-    (repo / "bad" / "1").mkdir()
-    return repo
 
 
 def _table_rows(output: str) -> dict[str, list[str]]:
@@ -252,108 +199,7 @@ def test_predict_model_that_did_not_load(broken_repo: Path) -> None:
     assert "model 'bad' did not load" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [
-        ("1000000", 1_000_000),
-        ("32MiB", 32 * 1024**2),
-        ("512k", 512 * 1024),
-        ("512KB", 512 * 1024),
-        ("2g", 2 * 1024**3),
-        ("1.5k", 1536),
-        (" 7 mb ", 7 * 1024**2),
-    ],
-)
-def test_parse_size(text: str, size: int) -> None:
-    assert parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "lots", "12 parsecs", "-5k", "1tb"])
-def test_parse_size_refuses_nonsense(text: str) -> None:
-    with pytest.raises(typer.BadParameter, match="is not a size"):
-        parse_size(text)
-
-
 def test_a_long_json_value_is_not_mistaken_for_a_path() -> None:
     long_list = json.dumps([float(i) for i in range(200)])
     assert len(long_list) > 255
     assert _instances([long_list]) == [(long_list, [float(i) for i in range(200)])]
-
-
-# --- generate -----------------------------------------------------------------------------------
-
-
-def _generation_repo(root: Path) -> Path:
-    from tests.support.tiny_lm import gpt2_folder
-
-    gpt2_folder(root / "tiny" / "1")
-    (root / "tiny" / "model.yaml").write_text("name: tiny\ntask: generation\nbackend: torch\n")
-    return root
-
-
-def test_generate_streams_a_continuation(tmp_path: Path) -> None:
-    repo = _generation_repo(tmp_path)
-    args = ["generate", "tiny", "def f():", "-r", str(repo), "--max-tokens", "5"]
-    first, second = runner.invoke(app, args), runner.invoke(app, args)
-    assert first.exit_code == 0, first.output
-    assert "(length)" in first.stderr
-    assert first.stdout == second.stdout  # greedy by default
-
-
-def test_generate_refuses_a_predictive_model(repo: Path) -> None:
-    result = runner.invoke(app, ["generate", "aff", "hello", "-r", str(repo)])
-    assert result.exit_code == 1
-    assert "does not generate text" in result.stderr
-
-
-def test_generate_reports_bad_sampling_values(tmp_path: Path) -> None:
-    repo = _generation_repo(tmp_path)
-    result = runner.invoke(app, ["generate", "tiny", "x", "-r", str(repo), "--top-p", "2"])
-    assert result.exit_code == 1
-    assert "top_p must be in (0, 1]" in result.stderr
-
-
-# --- inferd actions -------------------------------------------------------------------------
-
-
-def _store_with_a_failed_action(data_dir: Path) -> None:
-    from inferd.store import ActionRecord, default_store_url, open_store
-
-    store = open_store(default_store_url(data_dir))
-    record = ActionRecord(
-        model="m",
-        version="1",
-        request_id="req-9",
-        item=0,
-        decision="alert",
-        action="alert.0.webhook",
-        kind="webhook",
-        target={"url": "http://127.0.0.1:9/x"},
-        event={"decision": "alert"},
-        idempotency_key="key-9",
-        created_at=1.0,
-    )
-    store.save([], [record])
-    [stored] = store.list_actions()
-    store.mark_failed(stored.id, 10, "gave up after 10 attempts: refused")
-    store.close()
-
-
-def test_actions_lists_the_outbox_and_queues_failed_actions_again(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    _store_with_a_failed_action(data)
-    listed = runner.invoke(app, ["actions", "--data-dir", str(data), "--state", "failed"])
-    assert listed.exit_code == 0, listed.output
-    assert "m failed: 1" in listed.output and "req-9" in listed.output
-    assert "gave up after 10 attempts" in listed.output
-    retried = runner.invoke(app, ["actions", "--data-dir", str(data), "--retry-failed"])
-    assert retried.exit_code == 0 and "1 failed actions queued again" in retried.output
-    pending = runner.invoke(app, ["actions", "--data-dir", str(data), "--state", "pending"])
-    assert "m pending: 1" in pending.output and "alert.0.webhook" in pending.output
-
-
-def test_actions_refuses_a_bad_state_and_a_missing_store(tmp_path: Path) -> None:
-    bad = runner.invoke(app, ["actions", "--data-dir", str(tmp_path), "--state", "done"])
-    assert bad.exit_code == 1 and "--state must be pending, delivered or failed" in bad.output
-    missing = runner.invoke(app, ["actions", "--data-dir", str(tmp_path / "none")])
-    assert missing.exit_code == 1 and "holds no store yet" in missing.output

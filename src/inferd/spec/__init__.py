@@ -1,0 +1,69 @@
+"""`ModelSpec`: one model's model.yaml, validated with errors that say how to fix them.
+
+The spec describes the model's *wire* interface (what clients send and get back), the stages
+that turn wire inputs into model tensors and model outputs into predictions, and how the
+model is batched, run and evaluated. Stage parameters live here too, so a typo anywhere in
+model.yaml is caught when the file is read, never mid-request.
+
+One module per section of model.yaml (`tensors`, `preprocess`, `postprocess`, `serving`,
+`generation`, `evaluation`, `decide`), the root in `model` and reading the file in `loading`;
+everything is importable from `inferd.spec`.
+"""
+
+from inferd.spec.base import ModelFile
+from inferd.spec.decide import ActionSpec, DecideRule, LogAction, PythonAction, WebhookAction
+from inferd.spec.evaluation import EvalSpec, PredictionLogSpec
+from inferd.spec.generation import GenerationSpec
+from inferd.spec.loading import load_labels, load_spec, parse_spec
+from inferd.spec.model import ModelSpec, Task
+from inferd.spec.postprocess import (
+    ClassifyStage,
+    DetectStage,
+    ForecastStage,
+    PostprocessStage,
+    RegressStage,
+)
+from inferd.spec.preprocess import (
+    AudioStage,
+    ImageStage,
+    PreprocessStage,
+    SeriesStage,
+    TabularStage,
+    TextStage,
+    TokenTensor,
+)
+from inferd.spec.serving import BatchingSpec, PythonSpec, RuntimeSpec
+from inferd.spec.tensors import TensorSpec
+
+__all__ = [
+    "ActionSpec",
+    "AudioStage",
+    "BatchingSpec",
+    "ClassifyStage",
+    "DecideRule",
+    "DetectStage",
+    "EvalSpec",
+    "ForecastStage",
+    "GenerationSpec",
+    "ImageStage",
+    "LogAction",
+    "ModelFile",
+    "ModelSpec",
+    "PostprocessStage",
+    "PredictionLogSpec",
+    "PreprocessStage",
+    "PythonAction",
+    "PythonSpec",
+    "RegressStage",
+    "RuntimeSpec",
+    "SeriesStage",
+    "TabularStage",
+    "Task",
+    "TensorSpec",
+    "TextStage",
+    "TokenTensor",
+    "WebhookAction",
+    "load_labels",
+    "load_spec",
+    "parse_spec",
+]

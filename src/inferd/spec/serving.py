@@ -1,0 +1,32 @@
+"""How model.yaml says a model is run: `batching:`, `runtime:` (threads, device, instances)
+and `python:` (the module and class of a python-backend model)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from inferd.spec.base import ModelFile, _Strict
+
+
+class BatchingSpec(_Strict):
+    max_batch_size: int = Field(default=32, ge=0)
+    """0 or 1 turns batching off (0 also means the model has no batch dimension)."""
+    max_delay_ms: float = Field(default=0.0, ge=0)
+    """How long a batch may wait to fill after its first item; 0: start when a worker is free."""
+    max_queue: int = Field(default=1024, ge=1)
+    """Items that may wait; beyond it requests are refused with 429."""
+
+
+class RuntimeSpec(_Strict):
+    threads: int = Field(default=0, ge=0)
+    """Intra-op threads for the backend; 0 lets the runtime choose."""
+    device: str = "cpu"
+    """cpu, cuda or cuda:N."""
+    instances: int = Field(default=1, ge=1)
+    """Batches that may run at once (worker threads for this model version)."""
+
+
+class PythonSpec(_Strict):
+    module: ModelFile = "model.py"
+    """File in the version folder; loaded only when serving with --trust-code."""
+    class_name: str = Field(default="Model", alias="class")
