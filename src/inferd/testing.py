@@ -190,11 +190,14 @@ def _jsonable(value: object) -> object:
 
 
 def read_record(path: str | os.PathLike[str]) -> list[dict[str, np.ndarray]]:
-    """The batches a `FakeBackend(record_to=path)` ran, oldest first ([] before the first)."""
+    """The batches a `FakeBackend(record_to=path)` ran, oldest first ([] before the first).
+
+    A line still being written (no newline yet) is left for the next read.
+    """
     file = Path(path)
     if not file.exists():
         return []
-    lines = file.read_text(encoding="utf-8").splitlines()
+    *lines, _unfinished = file.read_text(encoding="utf-8").split("\n")
     return [
         {name: np.asarray(value) for name, value in json.loads(line).items()}
         for line in lines

@@ -175,6 +175,9 @@ def test_record_to_appends_each_batch_for_another_process(tmp_path: Path) -> Non
         fake.run(_x([-1.0], [2.0]))
     record = read_record(path)
     assert [b["x"].tolist() for b in record] == [[[0.25]], [[-1.0], [2.0]]]
+    with path.open("a") as file:
+        file.write('{"x": [[3.')  # a batch the other process is writing right now
+    assert len(read_record(path)) == 2
 
 
 # --- life ------------------------------------------------------------------------------------
