@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inferd.testing import read_record
 from tests.support import onnx_models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,24 +25,25 @@ BUNDLED = ROOT / "model_repository"
 SAMPLES = ROOT / "examples" / "digits" / "samples"
 
 SLOW_MODEL = '''
-import time
-import numpy as np
+from pathlib import Path
+
+from inferd.testing import FakeBackend
 
 
-class Model:
-    """Sleeps the largest x seconds, logs every x it ran, and crashes on x < 0."""
+def crash_on_negative(inputs):
+    if (inputs["x"] < 0).any():
+        return RuntimeError("negative input: this model crashes on purpose")
+    return None
 
-    def load(self, version_dir):
-        self.calls = version_dir / "calls.log"
 
-    def __call__(self, inputs):
-        x = inputs["x"].astype(np.float32)
-        with open(self.calls, "a") as log:
-            log.write(" ".join(f"{v:g}" for v in x.reshape(-1)) + "\\n")
-        if (x < 0).any():
-            raise RuntimeError("negative input: this model crashes on purpose")
-        time.sleep(float(x.max()))
-        return {"y": x * 2}
+def Model():
+    """Sleeps the largest x seconds, records every batch it ran, and crashes on x < 0."""
+    return FakeBackend(
+        compute=lambda inputs: {"y": inputs["x"] * 2},
+        latency_s=lambda inputs: float(inputs["x"].max()),
+        fail=crash_on_negative,
+        record_to=Path(__file__).with_name("calls.jsonl"),
+    )
 '''
 
 SLOW_SPEC = """
@@ -52,6 +54,12 @@ inputs: [{name: x, datatype: FP32, shape: [1]}]
 outputs: [{name: y, datatype: FP32, shape: [1]}]
 batching: {max_batch_size: 4, max_delay_ms: 0, max_queue: 4}
 """
+
+
+def slow_ran(repo: Path) -> list[float]:
+    """Every x the `slow` model of `build_repo(slow=True)` has started on, in order."""
+    batches = read_record(repo / "slow" / "1" / "calls.jsonl")
+    return [float(x) for batch in batches for x in batch["x"].reshape(-1)]
 
 
 def v2_file_request(name: str, data: bytes) -> dict[str, object]:

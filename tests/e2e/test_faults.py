@@ -12,18 +12,11 @@ import time
 
 import httpx
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, slow_ran
 
 
 def _slow(x: float, **extra: object) -> dict[str, object]:
     return {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [x]}], **extra}
-
-
-def _ran(server: Server) -> list[float]:
-    log = server.repo / "slow" / "1" / "calls.log"
-    if not log.exists():
-        return []
-    return [float(v) for line in log.read_text().split("\n") for v in line.split()]
 
 
 def test_model_crash_is_500_with_request_id_and_server_lives(fault_server: Server) -> None:
@@ -70,7 +63,7 @@ async def test_deadline_passed_in_queue_is_504(fault_server: Server) -> None:
     assert "deadline" in late.json()["error"]
     assert header.status_code == 504
     assert waited < 1.4  # answered at its deadline, not after the blocker finished
-    assert 0.25 not in _ran(fault_server)  # the expired item never ran
+    assert 0.25 not in slow_ran(fault_server.repo)  # the expired item never ran
 
 
 async def test_disconnected_client_has_its_queued_work_dropped(fault_server: Server) -> None:
@@ -90,6 +83,6 @@ async def test_disconnected_client_has_its_queued_work_dropped(fault_server: Ser
         assert (await blocker).status_code == 200
         await asyncio.sleep(0.3)
         after = await http.get("/metrics")
-    assert 0.125 not in _ran(fault_server)
+    assert 0.125 not in slow_ran(fault_server.repo)
     assert 'status="499"' in after.text
     assert "Exception in ASGI application" not in fault_server.log.read_text()

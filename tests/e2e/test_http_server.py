@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Server, build_repo, start_server, stop_server
+from tests.e2e.conftest import Server, build_repo, slow_ran, start_server, stop_server
 from tests.support.onnx_models import affine_weights
 
 
@@ -102,9 +102,8 @@ def test_sigterm_finishes_the_request_in_flight_then_exits(tmp_path: Path) -> No
     caller = threading.Thread(target=slow_request)
     try:
         caller.start()
-        log = running.repo / "slow" / "1" / "calls.log"
         for _ in range(100):  # the model has started on it
-            if log.exists():
+            if slow_ran(running.repo):
                 break
             threading.Event().wait(0.05)
         os.killpg(running.process.pid, signal.SIGTERM)

@@ -66,9 +66,11 @@ def _add_broken(root: Path) -> None:
 
 FAILING_MODEL = textwrap.dedent(
     """
-    class Model:
-        def __call__(self, inputs):
-            raise RuntimeError("kaboom: the weights are gone")
+    from inferd.testing import FakeBackend
+
+
+    def Model():
+        return FakeBackend(fail=RuntimeError("kaboom: the weights are gone"))
     """
 )
 

@@ -6,7 +6,7 @@ import base64
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +19,7 @@ from inferd.errors import BadRequestError, InferdError, ModelError, SpecError
 from inferd.pipeline import ItemResult, Pipeline
 from inferd.spec import ModelSpec, TensorSpec, parse_spec
 from inferd.stages import Item, Prediction
+from inferd.testing import FakeBackend
 from tests.support import onnx_models
 
 LABELS = ["zero", "one", "two"]
@@ -462,21 +463,13 @@ def test_a_failing_model_call_fails_only_its_group(tmp_path: Path) -> None:
     )
 
 
-class _NoBatchDim:
-    """A backend that forgets the batch dimension in its outputs."""
-
-    inputs: ClassVar[list[TensorSpec]] = [TensorSpec(name="x", datatype="FP32", shape=[-1, 2])]
-    outputs: ClassVar[list[TensorSpec]] = [TensorSpec(name="y", datatype="FP32", shape=[-1])]
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"y": inputs["x"].sum(axis=0)[:1]}
-
-    def close(self) -> None:
-        pass
-
-
 def test_outputs_without_the_batch_size_are_a_model_error() -> None:
-    pipeline = Pipeline(ModelSpec(name="bad"), _NoBatchDim())
+    no_batch_dim = FakeBackend(  # a backend that forgets the batch dimension in its outputs
+        inputs=[TensorSpec(name="x", datatype="FP32", shape=[-1, 2])],
+        outputs=[TensorSpec(name="y", datatype="FP32", shape=[-1])],
+        compute=lambda inputs: {"y": inputs["x"].sum(axis=0)[:1]},
+    )
+    pipeline = Pipeline(ModelSpec(name="bad"), no_batch_dim)
     items = [pipeline.item_from_instance([1.0, 2.0]) for _ in range(3)]
     results = pipeline.run_batch(items)
     assert all(isinstance(r, ModelError) for r in results)
