@@ -517,7 +517,7 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
 ) -> None:
     """Load-test a running server (V2, V1 or OpenAI-compatible) from this process."""
-    from inferd import loadgen
+    import inferd_bench as loadgen
 
     try:
         config = loadgen.BenchConfig(

@@ -17,12 +17,12 @@ import statistics
 import time
 from collections.abc import MutableSequence
 
-from inferd.loadgen.http1 import Channel, ConnectError, HttpClientError, Target
-from inferd.loadgen.openloop import run_open
-from inferd.loadgen.phase import Phase, cpu_between, sleep_until
-from inferd.loadgen.sse import SseTimer
-from inferd.loadgen.stats import PhaseResult
-from inferd.loadgen.workload import Workload
+from inferd_bench.http1 import Channel, ConnectError, HttpClientError, Target
+from inferd_bench.openloop import run_open
+from inferd_bench.phase import Phase, cpu_between, sleep_until
+from inferd_bench.sse import SseTimer
+from inferd_bench.stats import PhaseResult
+from inferd_bench.workload import Workload
 
 # Progress slots per worker in the shared counters array.
 SENT, DONE, ERRORS, P50_MS = range(4)

@@ -13,12 +13,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from inferd.loadgen.http1 import Channel
-from inferd.loadgen.phase import Phase, cpu_between, poisson_arrivals, sleep_until
-from inferd.loadgen.stats import PhaseResult
+from inferd_bench.http1 import Channel
+from inferd_bench.phase import Phase, cpu_between, poisson_arrivals, sleep_until
+from inferd_bench.stats import PhaseResult
 
 if TYPE_CHECKING:
-    from inferd.loadgen.driver import Driver
+    from inferd_bench.driver import Driver
 
 # The dispatcher sleeps at least this long (uvloop's timers count whole milliseconds): an
 # arrival due sooner waits for the next tick, ~0.6 ms late at the median, which `send_lag`
