@@ -22,9 +22,10 @@ from typing import Any, Protocol
 
 from inferd.eventloop import loop_factory
 from inferd_bench.config import BenchError
-from inferd_bench.driver import SLOTS, Driver
+from inferd_bench.driver import Driver
 from inferd_bench.http1 import Target
 from inferd_bench.phase import Phase
+from inferd_bench.sender import SLOTS
 from inferd_bench.stats import PhaseResult, merge
 from inferd_bench.workload import Workload
 

@@ -28,6 +28,11 @@ def imports(path: Path) -> list[tuple[str, bool]]:
     return found
 
 
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def test_the_server_loads_the_load_generator_only_inside_a_command() -> None:
     for path in sorted((SRC / "inferd").rglob("*.py")):
         for name, top in imports(path):
@@ -40,3 +45,21 @@ def test_the_load_generator_takes_only_the_wire_helpers_from_inferd() -> None:
         for name, _ in imports(path):
             if name.split(".")[0] == "inferd":
                 assert name in ALLOWED_FROM_INFERD, f"{path}: imports {name}"
+
+
+def test_the_load_generator_has_no_import_cycle() -> None:
+    paths = sorted((SRC / "inferd_bench").rglob("*.py"))
+    graph = {
+        module_name(path): {name for name, _ in imports(path) if name.startswith("inferd_bench.")}
+        for path in paths
+    }
+    graph.pop("inferd_bench")  # the facade imports everything and nothing imports it back
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    cycles = sorted(m for m in graph if reaches(m, m, {m}))
+    assert cycles == []
