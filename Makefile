@@ -41,7 +41,7 @@ e2e: setup-train
 	$(PY) -m pytest -q tests/e2e
 
 bench: setup
-	$(PY) bench/serve.py
+	$(PY) -m bench.serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

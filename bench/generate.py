@@ -1,7 +1,7 @@
 """Generation benchmark: continuous batching against one-at-a-time `transformers.generate`.
 
-    .venv/bin/python bench/generate.py                      # pycoder, about 1 minute
-    .venv/bin/python bench/generate.py --rounds 2           # quicker, noisier
+    .venv/bin/python -m bench.generate                      # pycoder, about 1 minute
+    .venv/bin/python -m bench.generate --rounds 2           # quicker, noisier
 
 In ONE run, on the same machine:
 
@@ -40,10 +40,10 @@ from typing import Any
 
 import httpx
 import numpy as np
-from serve import Server, free_port  # bench/serve.py: the same server handling as the others
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+from bench.harness import RESULTS, ROOT
+from bench.harness.servers import Server, free_port  # the same server handling as the others
+
 STREAMS = (1, 4, 16)
 
 

@@ -7,8 +7,8 @@ the same number of tasks doing only `orjson.loads` of the body and `orjson.dumps
 reply (what any server that parses the JSON pays). The ratio is inferd's handler cost in
 units of that floor.
 
-    .venv/bin/python bench/hotpath.py                      # tiny x+1 model, c=1 and c=64
-    .venv/bin/python bench/hotpath.py --model cnn --concurrency 32 --seconds 5
+    .venv/bin/python -m bench.hotpath                      # tiny x+1 model, c=1 and c=64
+    .venv/bin/python -m bench.hotpath --model cnn --concurrency 32 --seconds 5
 
 Use it to see whether a change to the hot path (codecs, dataplane, batcher, metrics) helps
 before measuring over HTTP with bench/peers/run.py, whose figures move 10-30 % with the
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,15 +28,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "peers"))
-
-from serve import build_trivial_model  # noqa: E402
-from workload import CNN_SHAPE, build_cnn, v2_body  # noqa: E402
-
-from inferd.app import App, ServerConfig  # noqa: E402
-from inferd.http.messages import HttpRequest  # noqa: E402
+from bench.harness.models import build_trivial_model
+from bench.peers.workload import CNN_SHAPE, build_cnn, v2_body
+from inferd.app import App, ServerConfig
+from inferd.http.messages import HttpRequest
 
 
 def repository(folder: Path, model: str) -> tuple[Path, bytes]:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from serve import cpu_busy_seconds, process_cpu_seconds
+from bench.harness.cpu import cpu_busy_seconds, process_cpu_seconds
 
 
 class CpuSampler:

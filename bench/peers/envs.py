@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve import BenchError
+from bench.harness import BenchError
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "requirements"

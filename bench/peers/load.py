@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serve import BenchError
-from workload import Workload
+from bench.harness import BenchError
+from bench.peers.workload import Workload
 
 LOADGENS = ("inferd", "httpx")
 

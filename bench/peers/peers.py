@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs import PeerEnv
-from serve import HOST, ROOT, BenchError, Server, free_port, http
-from workload import Workload, check_reply
+from bench.harness import ROOT, BenchError
+from bench.harness.servers import HOST, Server, free_port, http
+from bench.peers.envs import PeerEnv
+from bench.peers.workload import Workload, check_reply
 
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "servers"
@@ -73,7 +74,7 @@ class Batching:
 
 
 class PeerServer(Server):
-    """serve.Server with its own environment and working folder, ready when it answers
+    """harness.servers.Server with its own environment and working folder, ready when it answers
     inference correctly, and stopped down to the last process of its session."""
 
     def __init__(

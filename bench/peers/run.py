@@ -1,8 +1,8 @@
 """Peers, side by side: the same ONNX models served by inferd and by the usual Python serving
 frameworks, each with its own batching on, driven by the same `inferd bench` sweep.
 
-    .venv/bin/python bench/peers/run.py                      # every peer, both models
-    .venv/bin/python bench/peers/run.py --peers inferd,mlserver --models cnn --duration 5
+    .venv/bin/python -m bench.peers.run                      # every peer, both models
+    .venv/bin/python -m bench.peers.run --peers inferd,mlserver --models cnn --duration 5
 
 Peers: inferd, the bare-ASGI floor (bench/floor_app.py on uvicorn: parse the JSON body,
 answer a fixed reply), plain FastAPI + ONNX Runtime, LitServe, BentoML, MLServer, Ray Serve.
@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
-import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,22 +31,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # bench/: serve.py's server handling and models
+from bench.harness import BenchError
+from bench.harness.cpu import cpu_model, wait_quiet
+from bench.harness.report import result_path, write_json
+from bench.harness.servers import stop_servers_on_signals
+from bench.peers.cpu import CpuSampler
+from bench.peers.envs import PeerEnv, ensure_all
+from bench.peers.load import LOADGENS, Level, run_sweep
+from bench.peers.peers import PEERS, Batching, PeerServer, make_server, start_timeout
+from bench.peers.report import item_time, report
+from bench.peers.targets import RAW_BATCHES, RawOrt, targets
+from bench.peers.workload import MIN_CNN_ITEM_MS, MODELS, Workload, build
 
-from cpu import CpuSampler  # noqa: E402
-from envs import PeerEnv, ensure_all  # noqa: E402
-from load import LOADGENS, Level, run_sweep  # noqa: E402
-from peers import PEERS, Batching, PeerServer, make_server, start_timeout  # noqa: E402
-from serve import (  # noqa: E402
-    RESULTS,
-    BenchError,
-    cpu_model,
-    table,
-    wait_quiet,
-)
-from targets import RAW_BATCHES, RawOrt, fmt_ms, targets, targets_block  # noqa: E402
-from workload import MIN_CNN_ITEM_MS, MODELS, Workload, build  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 BUSY_OTHER_CPU = 0.25  # other work above this share of a CPU disturbs a level
 LOCAL_PEERS = ("inferd", "floor")  # run from inferd's own venv: nothing to install
@@ -167,108 +162,6 @@ def run_peer(
         if server is not None:
             server.stop()
     return record
-
-
-def item_time(ms: float) -> str:
-    return f"{ms * 1000:.1f} µs" if ms < 0.1 else f"{ms:.2f} ms"
-
-
-def share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0%}"
-
-
-def model_table(
-    model: str, records: list[dict[str, Any]], versions: dict[str, str], levels: list[int]
-) -> str:
-    """One row per peer: req/s at every level, latency at the lowest and highest, errors,
-    CPU at the highest, and req/s at the highest as a multiple of inferd's."""
-    lo, hi = min(levels), max(levels)
-
-    def level(record: dict[str, Any], c: int) -> dict[str, Any] | None:
-        found = record["models"].get(model, {}).get("levels", [])
-        return next((lv for lv in found if lv["concurrency"] == c), None)
-
-    inferd = next((r for r in records if r["peer"] == "inferd"), None)
-    base = level(inferd, hi) if inferd else None
-    headers = [
-        "peer",
-        "version",
-        *(f"c={c} req/s" for c in levels),
-        f"p50/p99 c={lo} ms",
-        f"p50/p99 c={hi} ms",
-        "errors",
-        f"server cpu c={hi}",
-        f"other cpu c={hi}",
-        f"x inferd c={hi}",
-    ]
-    rows = []
-    for record in records:
-        head = [record["peer"], versions.get(record["peer"], "?")]
-        if model not in record["models"]:
-            rows.append([*head, "FAILED", *["-"] * (len(headers) - 3)])
-            continue
-        low, high = level(record, lo), level(record, hi)
-        errors = sum(sum(lv["errors"].values()) for lv in record["models"][model]["levels"])
-        rps = [level(record, c) for c in levels]
-        rows.append(
-            [
-                *head,
-                *(f"{lv['rps']:,.0f}" if lv else "-" for lv in rps),
-                f"{fmt_ms(low['p50_ms'])} / {fmt_ms(low['p99_ms'])}" if low else "-",
-                f"{fmt_ms(high['p50_ms'])} / {fmt_ms(high['p99_ms'])}" if high else "-",
-                str(errors),
-                share(high["server_cpu"]) if high else "-",
-                share(high["other_cpu"]) if high else "-",
-                f"{high['rps'] / base['rps']:.2f}x" if high and base and base["rps"] else "-",
-            ]
-        )
-    return table(headers, rows)
-
-
-def report(result: dict[str, Any]) -> str:
-    info, settings = result["machine"], result["settings"]
-    versions = {p: d["version"] for p, d in result["peers"].items()}
-    out = [
-        "",
-        "=" * 100,
-        f"peers, side by side — {info['date']}",
-        f"machine: {info['cpu']} — {info['cpus']} CPUs (server and load generator share them); "
-        f"load average at start {' '.join(info['loadavg_at_start'])}; Python {info['python']}",
-        f"load: {settings['loadgen_label']}; closed loop at c = "
-        f"{', '.join(map(str, settings['concurrency']))}; {settings['warmup_s']:g} s warm-up + "
-        f"{settings['duration_s']:g} s per level; run took {result['elapsed_s']:.0f} s",
-        f"every peer: the same ONNX files, ONNX Runtime {info['onnxruntime']} (peers: their "
-        f"own pinned copy) with {settings['threads']} intra-op thread, the same V2 JSON "
-        "bodies, access logs off",
-        "=" * 100,
-    ]
-    for name, facts in result["models"].items():
-        out += [
-            "",
-            f"{name}: {facts['description']}",
-            f"  raw ORT: {item_time(facts['item_ms'])} per item at batch 1, "
-            f"{item_time(facts['batch32_item_ms'])} per item at batch 32; "
-            f"request body {facts['body_bytes']:,} bytes",
-            "",
-            model_table(name, result["records"], versions, settings["concurrency"]),
-        ]
-    rows = [
-        [
-            peer,
-            data["version"],
-            "-"
-            if data.get("install_s") is None
-            else f"{data['install_s']:.0f} s"
-            + (" (earlier run)" if data["install_reused"] else ""),
-            "-" if data.get("startup_s") is None else f"{data['startup_s']:.1f} s",
-            data["batching"],
-        ]
-        for peer, data in result["peers"].items()
-    ]
-    out += ["", table(["peer", "version", "install", "ready after", "batching"], rows)]
-    out += targets_block(result)
-    out += [f"NOTE: {note}" for note in result["notes"]]
-    return "\n".join(out)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -454,15 +347,10 @@ def main() -> int:
     first = [p for p in LOCAL_PEERS if p in args.peers]
     args.peers = [*first, *[p for p in args.peers if p not in first]]
     args.venvs = args.venvs.resolve()
-    stamp = f"{dt.datetime.now():%Y%m%d-%H%M%S}"
-    args.out = args.out or RESULTS / f"peers-{stamp}.json"
+    args.out = args.out or result_path("peers")
     args.logs = args.out.with_suffix("")  # the servers' logs: bench/results/peers-<time>/
 
-    def interrupted(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
+    stop_servers_on_signals()
     try:
         result = run(args)
     except BenchError as error:
@@ -472,8 +360,7 @@ def main() -> int:
         print("\ninterrupted; servers stopped", file=sys.stderr)
         return 130
     print(report(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
+    write_json(result, args.out)
     print(f"\nwrote {args.out} (server logs in {args.logs}/)")
     return 0
 

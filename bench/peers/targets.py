@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from serve import Bracket, judge, ort_session
-from workload import MODELS, Workload
+from bench.harness.raw_ort import Bracket, ort_session
+from bench.harness.report import judge
+from bench.peers.workload import MODELS, Workload
 
 REFERENCES = ("floor",)  # a yardstick, not a serving peer: left out of "every peer"
 RAW_BATCHES = (1, 8, 16, 32)  # raw ORT on the cnn, up to --max-batch (and at it)
@@ -29,7 +30,7 @@ class RawOrt:
     """Raw ONNX Runtime items/s on one model at several batch sizes, in this process, with
     the session options and thread count every peer uses; measured right before and right
     after inferd's levels on that model (the machine's speed drifts 10-30 % over minutes), each
-    batch size's figure the mean of the two (serve.Bracket)."""
+    batch size's figure the mean of the two (bench.harness.raw_ort.Bracket)."""
 
     def __init__(self, workload: Workload, threads: int, batches: list[int], seconds: float):
         self.model = workload.name
@@ -39,7 +40,7 @@ class RawOrt:
         self.bracket = Bracket(ort_session(workload.onnx, threads), seconds)
 
     def key(self, batch: int) -> str:
-        return f"{self.model} around inferd b{batch}"  # serve.log_raw prints it, then the batch
+        return f"{self.model} around inferd b{batch}"  # log_raw prints it, then the batch
 
     def measure(self, when: str) -> None:
         print(f"  raw ORT {self.model} {when}:", flush=True)

@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from serve import BenchError, build_compute_model, build_trivial_model, ort_session
+
+from bench.harness import BenchError
+from bench.harness.models import build_compute_model, build_trivial_model
+from bench.harness.raw_ort import ort_session
 
 MODELS = ("tiny", "cnn")
 CNN_SHAPE = (1, 28, 28)

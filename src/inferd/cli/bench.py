@@ -1,4 +1,4 @@
-"""`inferd bench`: the load generator (`inferd.loadgen`) against a running server."""
+"""`inferd bench`: the load generator (`inferd_bench`, a client package) against a server."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
 ) -> None:
     """Load-test a running server (V2, V1 or OpenAI-compatible) from this process."""
-    from inferd import loadgen
+    import inferd_bench as loadgen
 
     try:
         config = loadgen.BenchConfig(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd.loadgen.config import BenchConfig, BenchError, parse_header, parse_levels, parse_shape
+from inferd_bench.config import BenchConfig, BenchError, parse_header, parse_levels, parse_shape
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ import socket
 import numpy as np
 import pytest
 
-from inferd.loadgen.driver import Driver
-from inferd.loadgen.http1 import Target, encode_request
-from inferd.loadgen.phase import Phase, poisson_arrivals
-from inferd.loadgen.workload import Workload
-from tests.unit.loadgen.conftest import LocalServer
+from inferd_bench.driver import Driver
+from inferd_bench.http1 import Target, encode_request
+from inferd_bench.phase import Phase, poisson_arrivals
+from inferd_bench.workload import Workload
+from tests.unit.inferd_bench.conftest import LocalServer
 
 
 def workload(server_url: str, path: str, streaming: bool = False) -> tuple[Target, Workload]:

@@ -8,13 +8,13 @@ import socket
 import pytest
 from rich.console import Console
 
-from inferd.loadgen import BenchConfig, BenchError, run_bench
-from inferd.loadgen.http1 import Target
-from inferd.loadgen.phase import Phase
-from inferd.loadgen.progress import ProgressDisplay
-from inferd.loadgen.runner import ProcessRunner
-from inferd.loadgen.workload import build_workload
-from tests.unit.loadgen.conftest import LocalServer
+from inferd_bench import BenchConfig, BenchError, run_bench
+from inferd_bench.http1 import Target
+from inferd_bench.phase import Phase
+from inferd_bench.progress import ProgressDisplay
+from inferd_bench.runner import ProcessRunner
+from inferd_bench.workload import build_workload
+from tests.unit.inferd_bench.conftest import LocalServer
 
 
 def test_sweep_through_the_library_api(server: LocalServer) -> None:

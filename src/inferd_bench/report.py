@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from inferd.loadgen.config import BenchError
-from inferd.loadgen.result import BenchResult, Latency, Point
+from inferd_bench.config import BenchError
+from inferd_bench.result import BenchResult, Latency, Point
 
 
 def _num(value: float | None, digits: int = 3) -> str:

@@ -22,8 +22,8 @@ import orjson
 from inferd.codecs import HEADER_CONTENT_LENGTH, InferTensor, decode_infer_request, json_dumps
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
-from inferd.loadgen.config import BenchConfig, BenchError, Protocol
-from inferd.loadgen.http1 import Target, encode_request
+from inferd_bench.config import BenchConfig, BenchError, Protocol
+from inferd_bench.http1 import Target, encode_request
 
 DEFAULT_PROMPTS = (
     "def fibonacci(n):",

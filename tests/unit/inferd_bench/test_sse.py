@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from inferd.loadgen.sse import SseTimer
+from inferd_bench.sse import SseTimer
 
 STREAM = (
     b'data: {"choices":[{"index":0,"text":"Hel","finish_reason":null}]}\n\n'

@@ -21,12 +21,13 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from inferd.eventloop import loop_factory
-from inferd.loadgen.config import BenchError
-from inferd.loadgen.driver import SLOTS, Driver
-from inferd.loadgen.http1 import Target
-from inferd.loadgen.phase import Phase
-from inferd.loadgen.stats import PhaseResult, merge
-from inferd.loadgen.workload import Workload
+from inferd_bench.config import BenchError
+from inferd_bench.driver import Driver
+from inferd_bench.http1 import Target
+from inferd_bench.phase import Phase
+from inferd_bench.sender import SLOTS
+from inferd_bench.stats import PhaseResult, merge
+from inferd_bench.workload import Workload
 
 START_DELAY_S = 0.3  # time for every worker to receive a phase and open its connections
 

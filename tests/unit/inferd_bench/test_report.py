@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from inferd.loadgen.config import BenchError
-from inferd.loadgen.report import markdown, plot, to_json
-from inferd.loadgen.result import BenchResult, Latency, Point, SearchStep
+from inferd_bench.config import BenchError
+from inferd_bench.report import markdown, plot, to_json
+from inferd_bench.result import BenchResult, Latency, Point, SearchStep
 
 
 def make_point(label: str, throughput: float, p99: float, **extra: Any) -> Point:

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from inferd.loadgen.driver import DONE, ERRORS, P50_MS, SENT, SLOTS
-from inferd.loadgen.result import Point
+from inferd_bench.result import Point
+from inferd_bench.sender import DONE, ERRORS, P50_MS, SENT, SLOTS
 
 
 class ProgressDisplay:

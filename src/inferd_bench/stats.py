@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inferd.loadgen.result import Latency, Point
+from inferd_bench.result import Latency, Point
 
 SATURATED_CPU = 0.9  # a worker busier than this share of one CPU may be what limits a point
 SATURATED_LAG_S = 0.010  # p99 lateness of scheduled sends beyond which the schedule slipped

@@ -7,7 +7,7 @@ from array import array
 import numpy as np
 import pytest
 
-from inferd.loadgen.stats import PhaseResult, latency, merge, summarize
+from inferd_bench.stats import PhaseResult, latency, merge, summarize
 
 
 def test_percentiles_match_numpy() -> None:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING
 
-from inferd.loadgen.http1 import Channel
-from inferd.loadgen.phase import Phase, cpu_between, poisson_arrivals, sleep_until
-from inferd.loadgen.stats import PhaseResult
-
-if TYPE_CHECKING:
-    from inferd.loadgen.driver import Driver
+from inferd_bench.http1 import Channel
+from inferd_bench.phase import Phase, cpu_between, poisson_arrivals, sleep_until
+from inferd_bench.sender import Sender
+from inferd_bench.stats import PhaseResult
 
 # The dispatcher sleeps at least this long (uvloop's timers count whole milliseconds): an
 # arrival due sooner waits for the next tick, ~0.6 ms late at the median, which `send_lag`
@@ -27,8 +24,8 @@ if TYPE_CHECKING:
 MIN_SLEEP_S = 0.001
 
 
-async def run_open(driver: Driver, phase: Phase) -> PhaseResult:
-    """Run an open-loop phase on the driver's connections."""
+async def run_open(sender: Sender, phase: Phase) -> PhaseResult:
+    """Run an open-loop phase on the sender's connections."""
     result = PhaseResult(phase.label)
     offsets = poisson_arrivals(phase.rate, phase.warmup_s + phase.duration_s, phase.seed)
     await sleep_until(phase.start_at)
@@ -36,7 +33,7 @@ async def run_open(driver: Driver, phase: Phase) -> PhaseResult:
     result.start = t0 + phase.warmup_s
     result.end = result.start + phase.duration_s
     schedule = (offsets + t0).tolist()
-    pool = _Pool(driver, phase, result)
+    pool = _Pool(sender, phase, result)
     meter = asyncio.get_running_loop().create_task(cpu_between(result.start, result.end))
     index, count = 0, len(schedule)
     while index < count:
@@ -61,15 +58,15 @@ async def run_open(driver: Driver, phase: Phase) -> PhaseResult:
         result.error_samples.setdefault(
             "unfinished", f"no answer within {grace:g} s after the window closed"
         )
-    return driver.finish(result, cpu_s=cpu_s)
+    return sender.finish(result, cpu_s=cpu_s)
 
 
 class _Pool:
     """The open loop's connections: an arrival goes to an idle one, else a new one (up to the
     limit), else it waits in the backlog, its latency clock already running."""
 
-    def __init__(self, driver: Driver, phase: Phase, result: PhaseResult) -> None:
-        self.driver = driver
+    def __init__(self, sender: Sender, phase: Phase, result: PhaseResult) -> None:
+        self.sender = sender
         self.phase = phase
         self.result = result
         self.idle: list[asyncio.Future[float | None]] = []
@@ -84,7 +81,7 @@ class _Pool:
                 return
         self.backlog.append(due)
         if len(self.tasks) < self.phase.concurrency:
-            channel = self.driver.new_channel()
+            channel = self.sender.new_channel()
             self.tasks.append(asyncio.get_running_loop().create_task(self._stream(channel)))
 
     async def _stream(self, channel: Channel) -> None:
@@ -99,9 +96,9 @@ class _Pool:
                 due = await waiter
             if due is None:
                 return
-            outcome = await self.driver.send(channel, self.phase.timeout_s)
+            outcome = await self.sender.send(channel, self.phase.timeout_s)
             if due >= start:
-                self.driver.record(self.result, outcome, channel, due)
+                self.sender.record(self.result, outcome, channel, due)
 
     async def drain(self, deadline: float) -> None:
         """Wait until every arrival is answered or `deadline` passes, then stop the streams."""

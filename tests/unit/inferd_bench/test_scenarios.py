@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from inferd.loadgen.config import BenchConfig
-from inferd.loadgen.phase import Phase
-from inferd.loadgen.result import Latency, Point
-from inferd.loadgen.scenarios import meets, run_scenario, search_rate
+from inferd_bench.config import BenchConfig
+from inferd_bench.phase import Phase
+from inferd_bench.result import Latency, Point
+from inferd_bench.scenarios import meets, run_scenario, search_rate
 
 
 def point(

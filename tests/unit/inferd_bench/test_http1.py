@@ -1,4 +1,4 @@
-"""The light HTTP/1.1 client against a real loopback server (tests/unit/loadgen/conftest.py)."""
+"""The light HTTP/1.1 client against a real loopback server (this folder's conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import httptools
 import pytest
 
-from inferd.loadgen.http1 import (
+from inferd_bench.http1 import (
     Channel,
     ConnectError,
     Connection,
@@ -17,7 +17,7 @@ from inferd.loadgen.http1 import (
     Target,
     encode_request,
 )
-from tests.unit.loadgen.conftest import OK_BODY, LocalServer
+from tests.unit.inferd_bench.conftest import OK_BODY, LocalServer
 
 
 def get(target: Target, path: str) -> bytes:

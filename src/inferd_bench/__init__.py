@@ -1,12 +1,13 @@
 """`inferd bench`: a load generator for any V2 (inferd, Triton, MLServer, KServe), KServe V1 or
 OpenAI-compatible server, usable from a script:
 
-    from inferd.loadgen import BenchConfig, run_bench
+    from inferd_bench import BenchConfig, run_bench
     result = run_bench(BenchConfig("http://127.0.0.1:8000", "affine", concurrency=(1, 16)))
     print(result.headline, [p.throughput for p in result.points])
 
-It is a client only: nothing here imports the server or model code (`inferd.codecs` is the
-wire format, shared with the server on purpose).
+It is a client only, so it is a package of its own beside `inferd`: the server never imports
+it (the `inferd bench` command does, lazily), and it imports from `inferd` only the wire
+format (`codecs`, `datatypes`, `errors`, shared with the server on purpose) and `eventloop`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 from dataclasses import asdict, replace
 
 from inferd.eventloop import loop_factory
-from inferd.loadgen.config import (
+from inferd_bench.config import (
     PROTOCOLS,
     SCENARIOS,
     BenchConfig,
@@ -28,15 +29,15 @@ from inferd.loadgen.config import (
     parse_levels,
     parse_shape,
 )
-from inferd.loadgen.http1 import Target
-from inferd.loadgen.phase import Phase
-from inferd.loadgen.progress import ProgressDisplay
-from inferd.loadgen.report import markdown, plot, to_json
-from inferd.loadgen.result import BenchResult, Latency, Point, SearchStep
-from inferd.loadgen.runner import make_runner
-from inferd.loadgen.scenarios import run_scenario
-from inferd.loadgen.stats import summarize
-from inferd.loadgen.workload import build_workload
+from inferd_bench.http1 import Target
+from inferd_bench.phase import Phase
+from inferd_bench.progress import ProgressDisplay
+from inferd_bench.report import markdown, plot, to_json
+from inferd_bench.result import BenchResult, Latency, Point, SearchStep
+from inferd_bench.runner import make_runner
+from inferd_bench.scenarios import run_scenario
+from inferd_bench.stats import summarize
+from inferd_bench.workload import build_workload
 
 
 def check_reachable(target: Target, timeout_s: float = 5.0) -> None:

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from inferd.codecs import InferTensor, decode_infer_request
-from inferd.loadgen.config import BenchConfig, BenchError
-from inferd.loadgen.http1 import Target
-from inferd.loadgen.workload import (
+from inferd_bench.config import BenchConfig, BenchError
+from inferd_bench.http1 import Target
+from inferd_bench.workload import (
     DEFAULT_PROMPTS,
     build_workload,
     load_eval,
@@ -24,7 +24,7 @@ from inferd.loadgen.workload import (
     v2_binary_body,
     v2_json_body,
 )
-from tests.unit.loadgen.conftest import LocalServer
+from tests.unit.inferd_bench.conftest import LocalServer
 
 ROOT = Path(__file__).resolve().parents[3]
 DIGITS = ROOT / "model_repository" / "digits"

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from inferd.loadgen.config import BenchConfig
-from inferd.loadgen.phase import Phase
-from inferd.loadgen.result import Point, SearchStep
+from inferd_bench.config import BenchConfig
+from inferd_bench.phase import Phase
+from inferd_bench.result import Point, SearchStep
 
 Measure = Callable[[Phase], Point]
 
