@@ -27,14 +27,16 @@ setup-train: $(VENV)/.installed-train
 serve: setup
 	$(VENV)/bin/inferd serve model_repository --host $(HOST) --port $(PORT)
 
-lint: setup-train
+# lint and unit need only the base install with its dev tools, not the training extras.
+lint: setup
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint setup-train
 	$(PY) -m pytest -q
 
-unit: setup-train
+unit: setup
 	$(PY) -m pytest -q tests/unit
 
 e2e: setup-train
