@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("inferd.dataplane")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Served:
     """A request's answers, and the model version that gave them."""
 

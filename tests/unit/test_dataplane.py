@@ -13,16 +13,27 @@ import yaml
 
 from inferd import __version__
 from inferd.api import v1, v2
-from inferd.codecs import InferRequest, InferTensor
+from inferd.codecs import InferRequest, InferResponse, InferTensor
 from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError, ModelError, ModelNotReadyError, NotFoundError
 from inferd.monitor.metrics import STAGES, Metrics
+from inferd.pipeline import Request
 from inferd.repository import ModelRepository
 from tests.support import onnx_models
 
 LABELS = ["setosa", "versicolor", "virginica"]
 IRIS_SEEDS = {2: 3, 10: 7}  # version → weight seed, so each version answers differently
 FEATURES = ["f0", "f1", "f2"]
+
+
+async def _infer(
+    plane: DataPlane, name: str, version: str | None, request: InferRequest, request_id: str
+) -> InferResponse:
+    """A V2 request through the DataPlane and back, as the V2 route does it."""
+    served = await plane.infer(
+        name, version, request.inputs, Request(request_id, None, request.parameters or {})
+    )
+    return v2.infer_response(served, request.id if request.id is not None else request_id)
 
 
 def _write_yaml(folder: Path, spec: dict[str, Any]) -> None:
@@ -286,7 +297,7 @@ async def test_metadata_of_a_broken_model_says_why(root: Path) -> None:
 async def test_infer_batched_tensor_model(plane: DataPlane) -> None:
     x = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
     weight, bias = onnx_models.affine_weights()
-    response = await v2.infer(plane, "affine", None, InferRequest([_fp32("x", x)]), "req-1")
+    response = await _infer(plane, "affine", None, InferRequest([_fp32("x", x)]), "req-1")
     assert response.model_name == "affine"
     assert response.model_version == "1"
     assert response.id == "req-1"  # the request had no id of its own
@@ -298,13 +309,13 @@ async def test_infer_batched_tensor_model(plane: DataPlane) -> None:
 
 async def test_infer_echoes_the_request_id(plane: DataPlane) -> None:
     request = InferRequest([_fp32("x", np.ones((1, 4)))], id="client-7")
-    response = await v2.infer(plane, "affine", None, request, "server-1")
+    response = await _infer(plane, "affine", None, request, "server-1")
     assert response.id == "client-7"
 
 
 async def test_infer_unbatched_model(plane: DataPlane) -> None:
     x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2.5
-    response = await v2.infer(plane, "fixed", None, InferRequest([_fp32("x", x)]), "r")
+    response = await _infer(plane, "fixed", None, InferRequest([_fp32("x", x)]), "r")
     [y] = response.outputs
     assert (y.name, y.datatype, y.shape) == ("y", "FP32", [2, 3])
     np.testing.assert_allclose(y.data, x * 3)
@@ -313,7 +324,7 @@ async def test_infer_unbatched_model(plane: DataPlane) -> None:
 async def test_infer_classifier_per_version(plane: DataPlane) -> None:
     x = np.random.default_rng(2).normal(size=(2, 4)).astype(np.float32)
     for version in ("2", "10"):
-        response = await v2.infer(plane, "iris", version, InferRequest([_fp32("x", x)]), "r")
+        response = await _infer(plane, "iris", version, InferRequest([_fp32("x", x)]), "r")
         assert response.model_version == version
         outputs = {t.name: t for t in response.outputs}
         assert list(outputs) == ["label", "score", "probabilities"]
@@ -328,13 +339,13 @@ async def test_infer_classifier_per_version(plane: DataPlane) -> None:
         )
         assert outputs["probabilities"].shape == [2, 3]
         np.testing.assert_allclose(outputs["probabilities"].data, expected, rtol=1e-5)
-    latest = await v2.infer(plane, "iris", None, InferRequest([_fp32("x", x)]), "r")
+    latest = await _infer(plane, "iris", None, InferRequest([_fp32("x", x)]), "r")
     assert latest.model_version == "10"
 
 
 async def test_infer_bad_input_is_a_bad_request(plane: DataPlane) -> None:
     with pytest.raises(BadRequestError) as caught:
-        await v2.infer(plane, "affine", None, InferRequest([_fp32("x", np.ones((1, 5)))]), "r")
+        await _infer(plane, "affine", None, InferRequest([_fp32("x", np.ones((1, 5)))]), "r")
     assert caught.value.message == (
         "input 'x' has per item shape [5] but the model expects per item [4] "
         "after the batch dimension"
@@ -343,7 +354,7 @@ async def test_infer_bad_input_is_a_bad_request(plane: DataPlane) -> None:
 
 async def test_infer_unknown_model(plane: DataPlane) -> None:
     with pytest.raises(NotFoundError, match="unknown model 'ghost'"):
-        await v2.infer(plane, "ghost", None, InferRequest([_fp32("x", np.ones((1, 4)))]), "r")
+        await _infer(plane, "ghost", None, InferRequest([_fp32("x", np.ones((1, 4)))]), "r")
 
 
 # --- V1 predict ---------------------------------------------------------------------------------
@@ -415,7 +426,7 @@ async def test_model_error_carries_the_request_id(root: Path) -> None:
         assert v2.model_metadata(plane, "pyfail", None)["platform"] == "python"
         request = InferRequest([_fp32("x", np.ones((1, 2)))])
         with pytest.raises(ModelError) as infer_error:
-            await v2.infer(plane, "pyfail", None, request, "req-42")
+            await _infer(plane, "pyfail", None, request, "req-42")
         assert infer_error.value.message == (
             "model 'pyfail' failed while running: kaboom: the weights are gone "
             "(request id req-42; the traceback is in the server log)"
@@ -427,7 +438,7 @@ async def test_model_error_carries_the_request_id(root: Path) -> None:
             "kaboom: the weights are gone (request id req-43; the traceback is in the server log)"
         )
         # the other models are unaffected
-        response = await v2.infer(
+        response = await _infer(
             plane, "affine", None, InferRequest([_fp32("x", np.ones((1, 4)))]), "r"
         )
         assert response.outputs[0].shape == [1, 3]
@@ -472,7 +483,7 @@ async def test_decisions_are_answered_only_by_models_with_rules(tmp_path: Path) 
         for name, decided in [("plain", None), ("logged", None), ("ruled", ["always"])]:
             [answer] = await v1.predict(plane, name, None, [instance], "r")
             assert answer.get("decisions") == decided, name
-            response = await v2.infer(plane, name, None, InferRequest(tensors), "r")
+            response = await _infer(plane, name, None, InferRequest(tensors), "r")
             want = {} if decided is None else {"decisions": "always"}
             assert response.parameters == want, name
             assert response.outputs[0].data.shape == (1, 1)
@@ -506,7 +517,7 @@ async def test_a_call_records_stage_latencies_and_batch_sizes(plane: DataPlane) 
     batches = _batches(plane, "affine", "1", "count")
     assert batches is not None and 1.0 <= batches <= 3.0
 
-    await v2.infer(plane, "affine", None, InferRequest([_fp32("x", np.ones((2, 4)))]), "r")
+    await _infer(plane, "affine", None, InferRequest([_fp32("x", np.ones((2, 4)))]), "r")
     assert _stage_count(plane, "affine", "model") == 5.0
     assert _stage_count(plane, "affine", "total") == 2.0
     assert _batches(plane, "affine", "1", "sum") == 5.0
@@ -550,7 +561,7 @@ async def test_item_notes_become_response_parameters(tmp_path: Path) -> None:
     try:
         texts = np.array([[b"a"], [b"a b c"], [b"c"], [b"b b b"]], dtype=np.object_)
         tensor = InferTensor("text", "BYTES", [4, 1], texts)
-        response = await v2.infer(plane, "summer", None, InferRequest(inputs=[tensor]), "r1")
+        response = await _infer(plane, "summer", None, InferRequest(inputs=[tensor]), "r1")
         assert response.parameters == {
             "truncated_to_tokens": 2,
             "truncated_to_tokens_items": "1,3",

@@ -16,7 +16,6 @@ from inferd import __version__
 from inferd.api.common import deadline, json_response, predictive_model, unless_disconnected
 from inferd.codecs import (
     HEADER_CONTENT_LENGTH,
-    InferRequest,
     InferResponse,
     InferTensor,
     decode_infer_request,
@@ -161,21 +160,6 @@ def infer_response(served: Served, response_id: str) -> InferResponse:
     )
 
 
-async def infer(
-    dataplane: DataPlane,
-    name: str,
-    version: str | None,
-    request: InferRequest,
-    request_id: str,
-    deadline_at: float | None = None,
-) -> InferResponse:
-    """A V2 inference request through the DataPlane, in process (what the route calls)."""
-    served = await dataplane.infer(
-        name, version, request.inputs, Request(request_id, deadline_at, request.parameters or {})
-    )
-    return infer_response(served, request.id if request.id is not None else request_id)
-
-
 class V2Routes:
     """The V2 REST routes' handlers."""
 
@@ -215,10 +199,17 @@ class V2Routes:
             raise BadRequestError(f"{HEADER_CONTENT_LENGTH} must be a byte count; got {header!r}")
         infer_request = decode_infer_request(body, int(header) if header is not None else None)
         deadline_at = deadline(request, infer_request.parameters)
-        response = await unless_disconnected(
+        served = await unless_disconnected(
             request,
-            infer(self.dataplane, name, version, infer_request, request.id, deadline_at),
+            self.dataplane.infer(
+                name,
+                version,
+                infer_request.inputs,
+                Request(request.id, deadline_at, infer_request.parameters or {}),
+            ),
         )
+        response_id = infer_request.id if infer_request.id is not None else request.id
+        response = infer_response(served, response_id)
         payload, json_length = encode_infer_response(response, infer_request)
         headers = {"x-request-id": request.id}
         if json_length is None:

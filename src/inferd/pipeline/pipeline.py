@@ -39,7 +39,7 @@ ItemObserver = Callable[[ItemResult, float], None]
 """Told of every item that went through stages 2-5, with its seconds queued (metrics)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """What the stages need to know of the request their items came in."""
 
@@ -96,6 +96,7 @@ class Pipeline:
             Rules(spec, labels, self.inputs, model_dir, trust_code) if spec.decide else None
         )
         self._act = Act(spec, self.rules, version, model_dir)
+        self._acts = self._act.needed
 
     # --- stage 1: decode (see stages/decode.py) ------------------------------------------
 
@@ -151,7 +152,7 @@ class Pipeline:
             if observe is not None:
                 observe(result, queue_s)
             answers.append(Answer(result, queue_s, None))
-        if self._act.needed:
+        if self._acts:
             decisions = await self._act.run(
                 items,
                 [answer.prediction for answer in answers],
