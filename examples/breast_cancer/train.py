@@ -50,20 +50,28 @@ mass. This is a demo trained on a 569-case public dataset, not a medical device.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import nn
+
+from inferd.optimize.export import (
+    OnnxRecipe,
+    export_onnx,
+    onnx_session,
+    reproducible,
+    rounded,
+    write_jsonl,
+    write_model_yaml,
+    yaml_list,
+)
 
 SEED = 0
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,17 +80,13 @@ LABELS = ["malignant", "benign"]  # index = scikit-learn's target
 MALIGNANT = 0
 SCREENING = 0.3
 """Flag a case for specialist review when P(malignant) reaches this."""
+RECIPE = OnnxRecipe({"features": np.zeros((2, 30), np.float32)}, outputs=("logits",))
 
 
 def load() -> tuple[np.ndarray, np.ndarray, list[str]]:
     data = load_breast_cancer()
     names = [str(name).replace(" ", "_") for name in data.feature_names]
     return data.data.astype(np.float64), data.target.astype(np.int64), names
-
-
-def rounded(values: np.ndarray) -> np.ndarray:
-    """Round to 7 significant digits: model.yaml holds exactly the numbers training used."""
-    return np.array([float(f"{v:.7g}") for v in values])
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -234,28 +238,6 @@ def logistic_as_torch(model: LogisticRegression) -> nn.Module:
     return nn.Sequential(linear).eval()
 
 
-def export(model: nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    program = torch.onnx.export(
-        model,
-        (torch.zeros(2, 30),),
-        input_names=["features"],
-        output_names=["logits"],
-        dynamic_shapes=({0: torch.export.Dim("N")},),
-        opset_version=18,
-        dynamo=True,
-        verbose=False,
-        external_data=False,
-    )
-    assert program is not None
-    program.save(str(path), external_data=False)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def flow(values: np.ndarray | list[str]) -> str:
-    return "[" + ", ".join(str(v) if isinstance(v, str) else repr(float(v)) for v in values) + "]"
-
-
 def a_bit_under(value: float) -> float:
     """A pass mark one point under `value`, rounded down to two decimals."""
     return math.floor(round((value - 0.01) * 100, 6)) / 100
@@ -286,13 +268,13 @@ inputs:
 {inputs}
 preprocess:
   - type: tabular
-    features: {flow(names)}
+    features: {yaml_list(names)}
     output: features
-    mean: {flow(mean)}
-    std: {flow(std)}
+    mean: {yaml_list(mean)}
+    std: {yaml_list(std)}
 postprocess:
   - {{type: classify, output: logits, softmax: true, top_k: 2}}
-labels: {flow(LABELS)}
+labels: {yaml_list(LABELS)}
 batching: {{max_batch_size: 64, max_delay_ms: 0}}
 runtime: {{threads: 1}}
 eval: {{data: eval/test.jsonl, metric: accuracy, threshold: {a_bit_under(accuracy)}, \
@@ -310,13 +292,12 @@ decide:
       - {{type: log, level: warning}}
 prediction_log: {{sample_rate: 1.0, inputs: all}}
 """
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    (MODEL_DIR / "model.yaml").write_text(text, encoding="utf-8")
-    (MODEL_DIR / "eval").mkdir(exist_ok=True)
-    with (MODEL_DIR / "eval" / "test.jsonl").open("w", encoding="utf-8") as out:
-        for row, target in zip(test_x, test_y, strict=True):
-            instance = {name: float(value) for name, value in zip(names, row, strict=True)}
-            out.write(json.dumps({"instance": instance, "target": LABELS[int(target)]}) + "\n")
+    write_model_yaml(MODEL_DIR, text)
+    records = []
+    for row, target in zip(test_x, test_y, strict=True):
+        instance = {name: float(value) for name, value in zip(names, row, strict=True)}
+        records.append({"instance": instance, "target": LABELS[int(target)]})
+    write_jsonl(MODEL_DIR / "eval" / "test.jsonl", records)
 
 
 def report(title: str, p_malignant: np.ndarray, y: np.ndarray) -> None:
@@ -331,9 +312,7 @@ def report(title: str, p_malignant: np.ndarray, y: np.ndarray) -> None:
 
 def main() -> None:
     started = time.perf_counter()
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
+    reproducible(SEED, threads=1)
 
     x, y, names = load()
     train_x, test_x, train_y, test_y = train_test_split(
@@ -359,23 +338,20 @@ def main() -> None:
 
     # The served path: eval/test.jsonl → FP32 wire values → the tabular stage's float64
     # standardization, cast to float32 → ONNX Runtime → softmax; and ORT against torch.
-    onnx_path = MODEL_DIR / "1" / "model.onnx"
-    export(best.model, onnx_path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     wire = test_x.astype(np.float32).astype(np.float64)
     features = ((wire - mean) / std).astype(np.float32)
+    onnx_path = MODEL_DIR / "1" / "model.onnx"
+    exported = export_onnx(
+        best.model, onnx_path, RECIPE, {"features": features}, batch_sizes=(1, 5)
+    )
+    sess = onnx_session(onnx_path)
     logits = sess.run(["logits"], {"features": features})[0]
     assert logits.shape == (len(test_x), 2) and logits.dtype == np.float32
-    with torch.no_grad():
-        expected = best.model(torch.from_numpy(features)).numpy()
-    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
-    for n in (1, 5):
-        part = sess.run(["logits"], {"features": features[:n]})[0]
-        np.testing.assert_allclose(part, logits[:n], rtol=1e-5, atol=1e-6)
     served = softmax(logits.astype(np.float64))[:, MALIGNANT]
-    print("onnx matches torch; the held-out cases through the served path:")
+    print(
+        f"onnx matches torch (max |diff| {exported.max_diff:.1e}); "
+        "the held-out cases through the served path:"
+    )
     report("held out (ONNX Runtime)", served, test_y)
     at_argmax = scores(served, test_y)
 

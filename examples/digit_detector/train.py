@@ -51,12 +51,23 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
+
+from inferd.optimize.export import (
+    OnnxRecipe,
+    export_onnx,
+    onnx_session,
+    reproducible,
+    write_jsonl,
+    write_labels,
+    write_model_yaml,
+)
+from inferd.spec import ImageStage, ModelSpec
+from inferd.stages.image import build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scenes
@@ -93,6 +104,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MODEL_DIR = ROOT / "model_repository" / "digit-detector"
 SAMPLES_DIR = HERE / "samples"
+RECIPE = OnnxRecipe(
+    {"image_tensor": np.zeros((2, 1, SIZE, SIZE), np.float32)}, ("boxes", "scores"), opset=OPSET
+)
 
 MODEL_YAML = f"""\
 # The bundled object-detection example; rebuild with examples/digit_detector/train.py.
@@ -478,41 +492,6 @@ def mean_average_precision(
 # --- export and checks ---------------------------------------------------------------------------
 
 
-def export(detector: Detector, path: Path) -> None:
-    detector.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 1, SIZE, SIZE)
-    program = torch.onnx.export(
-        detector,
-        (example,),
-        input_names=["image_tensor"],
-        output_names=["boxes", "scores"],
-        dynamic_shapes={"image_tensor": {0: torch.export.Dim("N")}},
-        opset_version=OPSET,
-        dynamo=True,
-        verbose=False,
-        external_data=False,
-    )
-    assert program is not None
-    program.save(str(path), external_data=False)
-    # The exporter annotates nodes with Python stack traces (file paths, line numbers, module
-    # names); without them the file depends only on the weights and reruns are byte-identical.
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        del node.metadata_props[:]
-        node.doc_string = ""
-    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
-        del value.metadata_props[:]
-    onnx.save(model, str(path))
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
@@ -527,39 +506,29 @@ def eval_scenes(test: Digits) -> list[Scene]:
     ]
 
 
-def write_repository(held_out: list[Scene]) -> list[Scene]:
-    """Write model.yaml, labels.txt and eval/test.jsonl; returns the scenes as read back."""
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    (MODEL_DIR / "model.yaml").write_text(MODEL_YAML, encoding="utf-8")
-    (MODEL_DIR / "labels.txt").write_text("".join(f"{i}\n" for i in range(10)), encoding="utf-8")
-    (MODEL_DIR / "eval").mkdir(exist_ok=True)
-    read_back = []
-    with (MODEL_DIR / "eval" / "test.jsonl").open("w", encoding="utf-8") as out:
-        for scene in held_out:
-            data = png_bytes(scene.image)
-            target = [
-                {"label": str(label), "box": [round(v, 2) for v in box]}
-                for label, box in zip(scene.labels, scene.boxes, strict=True)
-            ]
-            line = {"instance": {"b64": base64.b64encode(data).decode()}, "target": target}
-            out.write(json.dumps(line) + "\n")
-            image = Image.open(io.BytesIO(data))
-            image.load()
-            read_back.append(Scene(image, scene.labels, scene.boxes))
-    return read_back
+def write_repository(held_out: list[Scene]) -> tuple[ModelSpec, list[Scene]]:
+    """Write model.yaml, labels.txt and eval/test.jsonl; returns the spec and the scenes as
+    read back."""
+    spec = write_model_yaml(MODEL_DIR, MODEL_YAML)
+    write_labels(MODEL_DIR, range(10))
+    records, read_back = [], []
+    for scene in held_out:
+        data = png_bytes(scene.image)
+        target = [
+            {"label": str(label), "box": [round(v, 2) for v in box]}
+            for label, box in zip(scene.labels, scene.boxes, strict=True)
+        ]
+        records.append({"instance": {"b64": base64.b64encode(data).decode()}, "target": target})
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        read_back.append(Scene(image, scene.labels, scene.boxes))
+    write_jsonl(MODEL_DIR / "eval" / "test.jsonl", records)
+    return spec, read_back
 
 
-def compare_with_inferd(held_out: list[Scene]) -> None:
+def compare_with_inferd(spec: ModelSpec, held_out: list[Scene]) -> None:
     """Report whether serving_tensor still equals inferd's image stage, bit for bit."""
-    try:
-        from inferd.spec import ImageStage, load_spec
-        from inferd.stages.image import build
-
-        spec = load_spec(MODEL_DIR)
-    except Exception as error:  # inferd may not be importable, or not know `detect` yet
-        print(f"skipped comparing with inferd's image stage ({type(error).__name__}: {error})")
-        return
-    assert spec is not None and isinstance(spec.preprocess[0], ImageStage)
+    assert isinstance(spec.preprocess[0], ImageStage)
     stage = build(spec.preprocess[0], "image", "image_tensor")
     worst = 0.0
     for scene in held_out:
@@ -614,9 +583,7 @@ def report(name: str, truth: list[Scene], found: list[Detections]) -> float:
 
 def main() -> None:
     started = time.perf_counter()
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(THREADS)
+    reproducible(SEED, THREADS)
 
     train_digits, test_digits = scenes.load_split()
     validation_rng = np.random.default_rng(SEED + 1)
@@ -634,18 +601,22 @@ def main() -> None:
     train(net, train_digits, validation)
     trained = time.perf_counter()
 
+    # ONNX Runtime must agree with torch on real inputs, at several batch sizes.
     detector = Detector(net).eval()
     onnx_path = MODEL_DIR / "1" / "model.onnx"
-    export(detector, onnx_path)
-    sess = session(onnx_path)
-    held_out = write_repository(held_out)
-    check_onnx(detector, sess, held_out)
+    check = {"image_tensor": np.stack([serving_tensor(s.image) for s in held_out[:16]])}
+    atol = {"boxes": 1e-3, "scores": 1e-5}
+    exported = export_onnx(detector, onnx_path, RECIPE, check, batch_sizes=(1, 5), atol=atol)
+    print(f"onnx matches torch (max |diff| {exported.max_diff:.2e})")
+    sess = onnx_session(onnx_path)
+    spec, held_out = write_repository(held_out)
+    check_detections(detector, sess, held_out)
 
     images = [s.image for s in held_out]
     score = report("held-out (onnx, as served)", held_out, detect_onnx(sess, images))
     report("held-out, score threshold 0.05", held_out, detect_onnx(sess, images, 0.05))
     assert score >= 0.8, "below the model.yaml threshold"
-    compare_with_inferd(held_out)
+    compare_with_inferd(spec, held_out)
     write_samples(sess, test_digits)
     size_kb = onnx_path.stat().st_size / 1024
     eval_kb = (MODEL_DIR / "eval" / "test.jsonl").stat().st_size / 1024
@@ -655,28 +626,15 @@ def main() -> None:
     )
 
 
-def check_onnx(detector: Detector, sess: ort.InferenceSession, held_out: list[Scene]) -> None:
-    """ONNX Runtime must agree with torch on real inputs, at several batch sizes, and give the
-    same detections on every held-out scene."""
-    inputs = np.stack([serving_tensor(s.image) for s in held_out[:16]])
-    with torch.no_grad():
-        boxes, scores = (t.numpy() for t in detector(torch.from_numpy(inputs)))
-    for n in (1, 5, 16):
-        got_boxes, got_scores = sess.run(["boxes", "scores"], {"image_tensor": inputs[:n]})
-        np.testing.assert_allclose(got_boxes, boxes[:n], rtol=1e-4, atol=1e-3)
-        np.testing.assert_allclose(got_scores, scores[:n], rtol=1e-4, atol=1e-5)
-    got_boxes, got_scores = sess.run(["boxes", "scores"], {"image_tensor": inputs})
+def check_detections(detector: Detector, sess: ort.InferenceSession, held_out: list[Scene]) -> None:
+    """ONNX Runtime must give the same detections as torch on every held-out scene."""
     ours = detect_torch(detector, held_out)
     theirs = detect_onnx(sess, [s.image for s in held_out])
     for a, b in zip(ours, theirs, strict=True):
         assert [d[0] for d in a] == [d[0] for d in b], "onnx and torch detect different digits"
         for (_, score_a, box_a), (_, score_b, box_b) in zip(a, b, strict=True):
             assert abs(score_a - score_b) < 1e-4 and np.abs(box_a - box_b).max() < 1e-2
-    print(
-        f"onnx matches torch (max |diff| boxes {np.abs(got_boxes - boxes).max():.2e} px, "
-        f"scores {np.abs(got_scores - scores).max():.2e}; same detections on all "
-        f"{len(held_out)} held-out scenes)"
-    )
+    print(f"onnx and torch find the same digits in all {len(held_out)} held-out scenes")
 
 
 if __name__ == "__main__":

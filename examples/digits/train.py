@@ -28,13 +28,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from PIL import Image, ImageOps
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
+
+from inferd.optimize.export import (
+    OnnxRecipe,
+    export_onnx,
+    onnx_session,
+    reproducible,
+    write_jsonl,
+    write_labels,
+    write_model_yaml,
+)
+from inferd.spec import ImageStage, ModelSpec
+from inferd.stages.image import build
 
 SEED = 0
 SIZE = 16
@@ -46,6 +57,7 @@ EVAL_SIZES = (8, 16, 24, 32, 64, 96)
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "model_repository" / "digits"
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+RECIPE = OnnxRecipe({"image_tensor": np.zeros((2, 1, SIZE, SIZE), np.float32)}, ("logits",))
 
 FILTERS = (
     Image.Resampling.NEAREST,
@@ -241,32 +253,6 @@ def train(model: nn.Module, digits: np.ndarray, targets: np.ndarray) -> None:
 # --- export and checks -------------------------------------------------------------------------
 
 
-def export(model: nn.Module, path: Path) -> None:
-    model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 1, SIZE, SIZE)
-    program = torch.onnx.export(
-        model,
-        (example,),
-        input_names=["image_tensor"],
-        output_names=["logits"],
-        dynamic_shapes={"image_tensor": {0: torch.export.Dim("N")}},
-        opset_version=18,
-        dynamo=True,
-        verbose=False,
-        external_data=False,
-    )
-    assert program is not None
-    program.save(str(path), external_data=False)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def predict(sess: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
     batches = range(0, len(inputs), 64)
     logits = [sess.run(["logits"], {"image_tensor": inputs[i : i + 64]})[0] for i in batches]
@@ -279,23 +265,22 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def write_repository(test_x: np.ndarray, test_y: np.ndarray) -> None:
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    (MODEL_DIR / "model.yaml").write_text(MODEL_YAML, encoding="utf-8")
-    (MODEL_DIR / "labels.txt").write_text("".join(f"{i}\n" for i in range(10)), encoding="utf-8")
-    (MODEL_DIR / "eval").mkdir(exist_ok=True)
-    with (MODEL_DIR / "eval" / "test.jsonl").open("w", encoding="utf-8") as out:
-        for i, (digit, target) in enumerate(zip(test_x, test_y, strict=True)):
-            data = png_bytes(render(digit, 64, dark_on_light=i % 2 == 1))
-            line = {"instance": {"b64": base64.b64encode(data).decode()}, "target": str(target)}
-            out.write(json.dumps(line) + "\n")
+def write_repository(test_x: np.ndarray, test_y: np.ndarray) -> ModelSpec:
+    spec = write_model_yaml(MODEL_DIR, MODEL_YAML)
+    write_labels(MODEL_DIR, range(10))
+    records = []
+    for i, (digit, target) in enumerate(zip(test_x, test_y, strict=True)):
+        data = png_bytes(render(digit, 64, dark_on_light=i % 2 == 1))
+        records.append(
+            {"instance": {"b64": base64.b64encode(data).decode()}, "target": str(target)}
+        )
+    write_jsonl(MODEL_DIR / "eval" / "test.jsonl", records)
+    return spec
 
 
 def main() -> None:
     started = time.perf_counter()
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(2)
+    reproducible(SEED, threads=2)
 
     data = load_digits()
     images8 = data.images.astype(np.float64)
@@ -309,18 +294,12 @@ def main() -> None:
     train(model, train_x, train_y)
     trained = time.perf_counter()
 
-    onnx_path = MODEL_DIR / "1" / "model.onnx"
-    export(model, onnx_path)
-    sess = session(onnx_path)
-
     # ONNX Runtime must agree with torch on real inputs, at several batch sizes.
-    check = tensors([render(d, 64) for d in test_x])
-    with torch.no_grad():
-        expected = model(torch.from_numpy(check)).numpy()
-    for n in (1, 7, 64):
-        got = sess.run(["logits"], {"image_tensor": check[:n]})[0]
-        np.testing.assert_allclose(got, expected[:n], rtol=1e-4, atol=1e-4)
-    print(f"onnx matches torch (max |diff| {np.abs(predict(sess, check) - expected).max():.2e})")
+    onnx_path = MODEL_DIR / "1" / "model.onnx"
+    check = {"image_tensor": tensors([render(d, 64) for d in test_x])}
+    exported = export_onnx(model, onnx_path, RECIPE, check, atol=1e-4)
+    sess = onnx_session(onnx_path)
+    print(f"onnx matches torch (max |diff| {exported.max_diff:.2e})")
 
     print("held-out accuracy (onnx, through the serving transform):")
     for size in EVAL_SIZES:
@@ -334,7 +313,7 @@ def main() -> None:
         accuracy = float((predict(sess, inputs).argmax(1) == test_y).mean())
         print(f"  {size}px digit centred on a white 64x64 page: {accuracy:.4f}")
 
-    write_repository(test_x, test_y)
+    spec = write_repository(test_x, test_y)
     lines = (MODEL_DIR / "eval" / "test.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     inputs = tensors([decode(base64.b64decode(r["instance"]["b64"])) for r in records])
@@ -344,7 +323,7 @@ def main() -> None:
     print(f"eval/test.jsonl ({len(records)} PNGs, 64x64): accuracy {accuracy:.4f}")
     assert accuracy >= 0.97, "below the model.yaml threshold"
 
-    compare_with_inferd(records)
+    compare_with_inferd(spec, records)
     write_samples(sess, test_x, test_y)
     size_kb = onnx_path.stat().st_size / 1024
     print(f"wrote {MODEL_DIR} (model.onnx {size_kb:.0f} KiB)")
@@ -353,16 +332,9 @@ def main() -> None:
     )
 
 
-def compare_with_inferd(records: list[dict[str, Any]]) -> None:
+def compare_with_inferd(spec: ModelSpec, records: list[dict[str, Any]]) -> None:
     """Report whether this script's transform still equals inferd's image stage, bit for bit."""
-    try:
-        from inferd.spec import ImageStage, load_spec
-        from inferd.stages.image import build
-    except ImportError:
-        print("inferd is not importable here; skipped comparing with its image stage")
-        return
-    spec = load_spec(MODEL_DIR)
-    assert spec is not None and isinstance(spec.preprocess[0], ImageStage)
+    assert isinstance(spec.preprocess[0], ImageStage)
     stage = build(spec.preprocess[0], "image", "image_tensor")
     worst = 0.0
     for record in records:

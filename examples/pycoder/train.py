@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import sysconfig
 import time
@@ -83,6 +82,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from torch.nn import functional
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
+
+from inferd.optimize.export import reproducible, write_jsonl, write_model_yaml
 
 SEED = 0
 THREADS = 2
@@ -335,14 +336,9 @@ def write_repository(out: Path, model: GPT2LMHeadModel, tokenizer: Tokenizer) ->
         stale.unlink()
     model.save_pretrained(version)
     tokenizer.save(str(version / "tokenizer.json"))
-    (out / "model.yaml").write_text(MODEL_YAML, encoding="utf-8")
-    write_prompts(out)
-
-
-def write_prompts(out: Path) -> None:
-    (out / "eval").mkdir(exist_ok=True)
-    lines = [json.dumps({"prompt": prompt, "note": note}) for prompt, note in PROMPTS]
-    (out / "eval" / "prompts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_model_yaml(out, MODEL_YAML)
+    prompts = [{"prompt": prompt, "note": note} for prompt, note in PROMPTS]
+    write_jsonl(out / "eval" / "prompts.jsonl", prompts)
 
 
 @torch.no_grad()
@@ -381,9 +377,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    torch.manual_seed(SEED)
-    torch.set_num_threads(THREADS)
-    torch.use_deterministic_algorithms(True)
+    reproducible(SEED, THREADS)
     # Deterministic mode would also fill every new tensor with NaN: slow, and not needed here.
     torch.utils.deterministic.fill_uninitialized_memory = False
     hf_logging.set_verbosity_error()

@@ -46,7 +46,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import math
 import multiprocessing
 import shutil
@@ -56,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import soundfile
 import soxr
@@ -67,6 +65,15 @@ from scipy.signal import fftconvolve
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from inferd.optimize.export import (
+    OnnxRecipe,
+    export_onnx,
+    onnx_session,
+    reproducible,
+    write_jsonl,
+    write_labels,
+    write_model_yaml,
+)
 from inferd.spec import AudioStage
 from inferd.stages.audio import build
 
@@ -87,6 +94,7 @@ DATA_DIR = HERE / "data"
 SAMPLES_DIR = HERE / "samples"
 MODEL_DIR = ROOT / "model_repository" / "spoken-digit"
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+RECIPE = OnnxRecipe({"mel": np.zeros((2, 1, 40, 101), np.float32)}, ("logits",), opset=17)
 
 MODEL_YAML = f"""\
 # The bundled audio-classification example; rebuild with examples/spoken_digit/synthesize.py
@@ -357,32 +365,6 @@ def train(
 # --- export and checks -------------------------------------------------------------------------
 
 
-def export(model: nn.Module, path: Path) -> None:
-    model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 1, 40, 101)
-    program = torch.onnx.export(
-        model,
-        (example,),
-        input_names=["mel"],
-        output_names=["logits"],
-        dynamic_shapes={"mel": {0: torch.export.Dim("N")}},
-        opset_version=17,
-        dynamo=True,
-        verbose=False,
-        external_data=False,
-    )
-    assert program is not None
-    program.save(str(path), external_data=False)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def predict(sess: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
     batches = range(0, len(inputs), 256)
     logits = [sess.run(["logits"], {"mel": inputs[i : i + 256]})[0] for i in batches]
@@ -420,9 +402,8 @@ def eval_clip(path: Path, rng: np.random.Generator, noisy: bool) -> bytes:
 def write_repository(test: list[dict[str, str]]) -> list[dict[str, Any]]:
     """model.yaml, labels.txt and eval/test.jsonl: EVAL_PER_DIGIT random held-out clips per
     digit, digits interleaved, every other one with white or pink noise at 20-40 dB SNR."""
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    (MODEL_DIR / "model.yaml").write_text(MODEL_YAML, encoding="utf-8")
-    (MODEL_DIR / "labels.txt").write_text("".join(f"{i}\n" for i in range(10)), encoding="utf-8")
+    write_model_yaml(MODEL_DIR, MODEL_YAML)
+    write_labels(MODEL_DIR, range(10))
     rng = np.random.default_rng(SEED)
     by_digit = [[r for r in test if r["label"] == str(d)] for d in range(10)]
     picked = [
@@ -435,10 +416,7 @@ def write_repository(test: list[dict[str, str]]) -> list[dict[str, Any]]:
             data = eval_clip(DATA_DIR / row["file"], rng, noisy=(k + digit) % 2 == 1)
             b64 = base64.b64encode(data).decode()
             records.append({"instance": {"b64": b64}, "target": row["label"]})
-    (MODEL_DIR / "eval").mkdir(exist_ok=True)
-    with (MODEL_DIR / "eval" / "test.jsonl").open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record) + "\n")
+    write_jsonl(MODEL_DIR / "eval" / "test.jsonl", records)
     return records
 
 
@@ -486,9 +464,7 @@ def write_samples(sess: ort.InferenceSession, test: list[dict[str, str]]) -> Non
 def main() -> None:
     started = time.perf_counter()
     threadpool_limits(1)
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)  # also what makes a rerun byte-identical
+    reproducible(SEED, threads=1)  # one thread is also what makes a rerun byte-identical
     if not (DATA_DIR / "manifest.csv").exists():
         raise SystemExit("no data: run examples/spoken_digit/synthesize.py first")
     rows = load_manifest()
@@ -515,15 +491,10 @@ def main() -> None:
     trained = time.perf_counter()
 
     onnx_path = MODEL_DIR / "1" / "model.onnx"
-    export(model, onnx_path)
-    sess = session(onnx_path)
-    check = test_x[0, :256]
-    with torch.no_grad():
-        expected = model(torch.from_numpy(check)).numpy()
-    for n in (1, 7, 256):
-        got = sess.run(["logits"], {"mel": check[:n]})[0]
-        np.testing.assert_allclose(got, expected[:n], rtol=1e-4, atol=1e-4)
-    print(f"onnx matches torch (max |diff| {np.abs(predict(sess, check) - expected).max():.2e})")
+    check = {"mel": test_x[0, :256]}
+    exported = export_onnx(model, onnx_path, RECIPE, check, batch_sizes=(1, 7), atol=1e-4)
+    sess = onnx_session(onnx_path)
+    print(f"onnx matches torch (max |diff| {exported.max_diff:.2e})")
 
     print("held-out accuracy (onnx, features from inferd's audio stage):")
     for name, x in (("val voices, clean", val_x[0]), ("val voices, rendered", val_x[1])):

@@ -41,12 +41,21 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import nn
+
+from inferd.optimize.export import (
+    OnnxRecipe,
+    export_onnx,
+    onnx_session,
+    reproducible,
+    write_jsonl,
+    write_labels,
+    write_model_yaml,
+)
 
 SEED = 0
 TEST_SIZE = 0.2
@@ -63,6 +72,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MESSAGES = HERE / "messages.csv"
 MODEL_DIR = ROOT / "model_repository" / "support-intent"
+TOKENS = ("input_ids", "attention_mask")  # model.onnx inputs, in order: int64 [N, L]
+RECIPE = OnnxRecipe(
+    {name: np.ones((2, 8), np.int64) for name in TOKENS},
+    outputs=("logits",),
+    dynamic={name: {0: "N", 1: "L"} for name in TOKENS},
+)
 
 MODEL_YAML = """\
 # The bundled text-classification example; rebuild with examples/support_intent/train.py.
@@ -296,35 +311,6 @@ def cross_validate(texts: list[str], targets: np.ndarray, classes: int) -> float
 # --- export and checks ---------------------------------------------------------------------------
 
 
-def export(model: IntentNet, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    batch, length = torch.export.Dim("N"), torch.export.Dim("L")
-    example = (torch.ones(2, 8, dtype=torch.int64), torch.ones(2, 8, dtype=torch.int64))
-    program = torch.onnx.export(
-        model,
-        example,
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_shapes={
-            "input_ids": {0: batch, 1: length},
-            "attention_mask": {0: batch, 1: length},
-        },
-        opset_version=18,
-        dynamo=True,
-        verbose=False,
-        external_data=False,
-    )
-    assert program is not None
-    program.save(str(path), external_data=False)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def onnx_logits(sess: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     logits: np.ndarray = sess.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
     return logits
@@ -358,14 +344,11 @@ def check_onnx(
 
 
 def write_repository(tokenizer: Tokenizer, labels: list[str], test: list[tuple[str, str]]) -> None:
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    (MODEL_DIR / "model.yaml").write_text(MODEL_YAML, encoding="utf-8")
-    (MODEL_DIR / "labels.txt").write_text("".join(f"{label}\n" for label in labels), "utf-8")
+    write_model_yaml(MODEL_DIR, MODEL_YAML)
+    write_labels(MODEL_DIR, labels)
     tokenizer.save(str(MODEL_DIR / "tokenizer.json"), pretty=True)
-    (MODEL_DIR / "eval").mkdir(exist_ok=True)
-    with (MODEL_DIR / "eval" / "test.jsonl").open("w", encoding="utf-8") as out:
-        for text, intent in test:
-            out.write(json.dumps({"instance": text, "target": intent}) + "\n")
+    records = [{"instance": text, "target": intent} for text, intent in test]
+    write_jsonl(MODEL_DIR / "eval" / "test.jsonl", records)
 
 
 def confusion_summary(labels: list[str], targets: list[str], predicted: list[str]) -> None:
@@ -386,9 +369,7 @@ def confusion_summary(labels: list[str], targets: list[str], predicted: list[str
 
 def main() -> None:
     started = time.perf_counter()
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)  # a tiny model: more threads only add scheduling noise
+    reproducible(SEED, threads=1)  # a tiny model: more threads only add scheduling noise
 
     texts, intents = load_messages()
     labels = sorted(set(intents))
@@ -427,8 +408,9 @@ def main() -> None:
     print(f"trained in {fit_seconds:.1f} s; training accuracy {train_accuracy:.4f}")
 
     onnx_path = MODEL_DIR / "1" / "model.onnx"
-    export(model, onnx_path)
-    sess = session(onnx_path)
+    ids, mask = serving_encode(tokenizer, test_x)
+    export_onnx(model, onnx_path, RECIPE, dict(zip(TOKENS, (ids, mask), strict=True)), rtol=1e-5)
+    sess = onnx_session(onnx_path)
     check_onnx(sess, model, tokenizer, test_x)
 
     # Held-out accuracy, from the files as written: eval/test.jsonl through the serving transform.

@@ -1,1 +1,1 @@
-"""Speed/accuracy tools: evaluation now; quantization, pruning and tuning build on it."""
+"""Speed/accuracy tools: evaluation and export now; quantization, pruning, tuning build on them."""
