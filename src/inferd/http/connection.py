@@ -4,19 +4,17 @@ routes answer one request at a time, each answer goes out in one `transport.writ
 What it does: keep-alive and pipelining (answers in order, reading paused meanwhile),
 chunked request bodies, `Expect: 100-continue`, a body limit enforced while reading (413, and
 the connection closed so the rest is never read), header limits (431), malformed requests
-(400), HEAD, streamed responses (chunked transfer coding), write back-pressure, a client that
-disconnects cancelling its queued work, and, when the server asks, idle keep-alive
-connections closed and stalled requests answered 408.
+(400), a client that disconnects cancelling its queued work, and, when the server asks, idle
+keep-alive connections closed and stalled requests answered 408. How an answer is written
+(the response head, HEAD, streamed responses in chunks, write back-pressure) is
+`writing.py`, the base class of `Connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
-import time
 from collections import deque
-from email.utils import formatdate
 from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
@@ -26,13 +24,12 @@ from inferd.codecs import json_dumps
 from inferd.errors import InferdError
 from inferd.http.messages import (
     Handler,
-    HttpRequest,
     HttpResponse,
     StreamingResponse,
     decode_content,
-    send_chunks,
     too_large,
 )
+from inferd.http.writing import AnsweredRequest, Clock, ResponseWriter
 
 logger = logging.getLogger("inferd.server")
 
@@ -63,36 +60,10 @@ class _Refusal(InferdError):
         self.status_code = status
 
 
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
-
-
-_STATUS_LINES = {s.value: _status_line(s.value) for s in http.HTTPStatus}
-
-
-class Clock:
-    """The Date header, formatted once a second rather than once a response."""
-
-    def __init__(self) -> None:
-        self._second = 0
-        self._header = b""
-
-    def date_header(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._header = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self._header
-
-
-class _Request(HttpRequest):
+class _Request(AnsweredRequest):
     """A request whose body the connection has already read in full."""
 
-    __slots__ = ("_body", "_connection", "_headers", "head_only", "keep_alive")
+    __slots__ = ("_body", "_connection", "_headers")
 
     def __init__(
         self,
@@ -123,8 +94,10 @@ class _Request(HttpRequest):
         self._connection.watch(self, on)
 
 
-class Connection(asyncio.Protocol):
+class Connection(ResponseWriter):
     """One client connection: parses requests, runs them one at a time, writes answers."""
+
+    _service: Server
 
     def __init__(self, service: Server) -> None:
         self._service = service
@@ -192,14 +165,6 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             reason = str(error.args[0] if error.args else error) or type(error).__name__
             self._refuse(_Refusal(400, f"malformed HTTP request: {reason}"))
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
 
     # -- parser callbacks ----------------------------------------------------------------
 
@@ -309,62 +274,6 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
             assert self._transport is not None
             self._transport.resume_reading()
-
-    def _head(
-        self, request: _Request | None, response: HttpResponse, length: int | None
-    ) -> list[bytes]:
-        """The status line and headers; `length` None means a chunked (streamed) body."""
-        parts = [
-            _STATUS_LINES.get(response.status) or _status_line(response.status),
-            b"content-type: ",
-            response.content_type.encode("latin-1"),
-            b"\r\n",
-            self._service.clock.date_header(),
-        ]
-        if length is None:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        else:
-            parts.append(b"content-length: %d\r\n" % length)
-        for name, value in response.headers.items():
-            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-        if request is None or not request.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        return parts
-
-    def _write(self, request: _Request, response: HttpResponse) -> None:
-        assert self._transport is not None
-        parts = self._head(request, response, len(response.body))
-        if not request.head_only:
-            parts.append(response.body)
-        self._transport.write(b"".join(parts))
-
-    async def _stream(self, request: _Request, response: StreamingResponse) -> None:
-        """Send the chunks as they come (chunked transfer coding), at the client's pace."""
-        transport = self._transport
-        assert transport is not None
-        transport.write(b"".join(self._head(request, response, None)))
-        if request.head_only:
-            await response.close()
-        elif not await send_chunks(request, response, self._write_chunk):
-            return
-        transport.write(b"0\r\n\r\n")
-
-    async def _write_chunk(self, chunk: bytes) -> None:
-        assert self._transport is not None
-        if chunk:
-            self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-        if self._writing_paused:
-            await self._drain()
-
-    async def _drain(self) -> None:
-        if self._closing or not self._writing_paused:
-            return
-        self._drained = self._loop.create_future()
-        try:
-            await self._drained
-        finally:
-            self._drained = None
 
     def _refuse(self, refusal: _Refusal) -> None:
         """Answer a request the HTTP layer refuses, in order, then close the connection."""

@@ -5,7 +5,8 @@ one event-loop thread that also decodes, batches and answers, so its cost caps t
 uvicorn's ASGI path (message dicts, a receive/send coroutine pair and a disconnect watcher
 task per request) cost about as much again as the socket work itself; this server parses with
 the same C parser, hands the routes a request whose body is already read, and writes each
-response with one `transport.write` (`connection.py`, one client connection).
+response with one `transport.write` (`connection.py`, one client connection; `writing.py`,
+its answers).
 
 This module is the server's life: bind before the models load (a taken port fails at once),
 start up, accept, look after idle and stalled connections, and on SIGINT/SIGTERM stop
@@ -24,8 +25,9 @@ from collections.abc import Awaitable, Callable
 
 from inferd.errors import ListenError, StartupError
 from inferd.eventloop import loop_factory
-from inferd.http.connection import Clock, Connection
+from inferd.http.connection import Connection
 from inferd.http.messages import Handler
+from inferd.http.writing import Clock
 
 logger = logging.getLogger("inferd.server")
 

@@ -1,6 +1,6 @@
-"""inferd's own HTTP/1.1 server (server.py, connection.py), over real loopback sockets with a
-handler that records what it was given: keep-alive, pipelining, limits, streaming,
-disconnects, timeouts, stop."""
+"""inferd's own HTTP/1.1 server (server.py, connection.py, writing.py), over real loopback
+sockets with a handler that records what it was given: keep-alive, pipelining, limits,
+streaming, disconnects, timeouts, stop."""
 
 from __future__ import annotations
 
