@@ -150,16 +150,10 @@ class DataPlane:
             raise ModelNotReadyError(f"model {model.name!r} version {model.version} is not serving")
         metrics = self.metrics
         name = model.name
-
-        def observe(result: ItemResult, queue_s: float) -> None:
-            metrics.observe_item(
-                name, queue_s, result.preprocess_s, result.model_s, result.postprocess_s
-            )
-
         started = time.perf_counter()
         try:
             answers = await model.predictive.process(
-                items, batcher.submit, request, recorder=self.recorder, observe=observe
+                items, batcher.submit, request, recorder=self.recorder, observe=self._observe
             )
         except ModelError as error:
             raise self._with_request_id(error, request.id) from error
@@ -168,6 +162,11 @@ class DataPlane:
             for decision in answer.decisions or ():
                 metrics.decision(name, decision)
         return answers
+
+    def _observe(self, model: str, result: ItemResult, queue_s: float) -> None:
+        self.metrics.observe_item(
+            model, queue_s, result.preprocess_s, result.model_s, result.postprocess_s
+        )
 
     def _with_request_id(self, error: ModelError, request_id: str) -> ModelError:
         logger.error("request %s failed inside the model: %s", request_id, error.message)

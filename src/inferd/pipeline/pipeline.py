@@ -35,8 +35,9 @@ from inferd.stages.decode import InputDecoder
 Submit = Callable[[Item, float | None], Awaitable[tuple[ItemResult, float]]]
 """Queues one item for stages 2-5 (the model's Batcher): its result and seconds queued."""
 
-ItemObserver = Callable[[ItemResult, float], None]
-"""Told of every item that went through stages 2-5, with its seconds queued (metrics)."""
+ItemObserver = Callable[[str, ItemResult, float], None]
+"""Told of every item that went through stages 2-5: the model's name, the item's result and
+its seconds queued (metrics)."""
 
 
 @dataclass(slots=True)
@@ -150,7 +151,7 @@ class Pipeline:
                 raise outcome
             result, queue_s = outcome
             if observe is not None:
-                observe(result, queue_s)
+                observe(self.spec.name, result, queue_s)
             answers.append(Answer(result, queue_s, None))
         if self._acts:
             decisions = await self._act.run(
