@@ -60,7 +60,6 @@ class Answer:
     """One item through stages 2-6."""
 
     result: ItemResult
-    queue_s: float
     decisions: list[str] | None
     """The names of the decisions made about it; None when the model has no rules."""
 
@@ -152,7 +151,7 @@ class Pipeline:
             result, queue_s = outcome
             if observe is not None:
                 observe(self.spec.name, result, queue_s)
-            answers.append(Answer(result, queue_s, None))
+            answers.append(Answer(result, None))
         if self._acts:
             decisions = await self._act.run(
                 items,
