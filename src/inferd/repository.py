@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -156,8 +156,11 @@ def _selected_versions(spec: ModelSpec | None, available: list[int]) -> list[int
     return sorted(policy)
 
 
-def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
-    """Load every served version of one model folder; failures are recorded, not raised."""
+def load_model(
+    model_dir: Path, trust_code: bool = False, only: Sequence[int] | None = None
+) -> ModelEntry:
+    """Load every served version of one model folder (or the versions `only` names, served or
+    not: the optimize tools compare variants); failures are recorded, not raised."""
     entry = ModelEntry(name=model_dir.name, path=model_dir)
     try:
         spec = load_spec(model_dir)
@@ -173,7 +176,13 @@ def load_model(model_dir: Path, trust_code: bool = False) -> ModelEntry:
             raise SpecError(
                 f"{model_dir} has no version folders; put the artifact in {model_dir}/1/"
             )
-        versions = _selected_versions(spec, available)
+        versions = _selected_versions(spec, available) if only is None else list(only)
+        missing = [v for v in versions if v not in available]
+        if missing:
+            raise NotFoundError(
+                f"model {model_dir.name!r} has no version {missing[0]}; "
+                f"its versions are {', '.join(map(str, available))}"
+            )
     except InferdError as error:
         entry.errors.append(error.message)
         return entry
@@ -243,12 +252,13 @@ class ModelRepository:
                 logger.error("model %s: %s", entry.name, message)
             self._entries[entry.name] = entry
 
-    def load_one(self, name: str) -> ModelEntry:
-        """Load a single model by folder name (for in-process prediction)."""
+    def load_one(self, name: str, only: Sequence[int] | None = None) -> ModelEntry:
+        """Load a single model by folder name (for in-process prediction), with the versions
+        its model.yaml serves or those `only` names."""
         model_dir = self.root / name
         if not model_dir.is_dir():
             raise NotFoundError(self._unknown(name))
-        entry = load_model(model_dir, self.trust_code)
+        entry = load_model(model_dir, self.trust_code, only)
         self._entries[name] = entry
         return entry
 

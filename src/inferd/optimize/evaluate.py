@@ -197,12 +197,15 @@ def mase(
     return float(np.mean(ratios))
 
 
-def evaluate(entry: ModelEntry, eval_spec: EvalSpec | None = None) -> EvalReport:
-    """Run the served (latest) version over the eval data and score it."""
+def evaluate(
+    entry: ModelEntry, eval_spec: EvalSpec | None = None, version: int | None = None
+) -> EvalReport:
+    """Run the served (latest) version, or the loaded `version`, over the eval data and
+    score it."""
     spec = eval_spec or (entry.spec.eval if entry.spec is not None else None)
     if spec is None:
         raise SpecError(f"model {entry.name!r} has no eval: section in its model.yaml")
-    model = entry.latest
+    model = entry.latest if version is None else entry.versions.get(version)
     if model is None:
         raise SpecError(f"model {entry.name!r} did not load: {'; '.join(entry.errors)}")
     labels = load_labels(entry.spec, entry.path) if entry.spec is not None else None

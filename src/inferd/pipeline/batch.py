@@ -70,6 +70,24 @@ class BatchRunner:
                 result.prediction.parameters.update(item.notes)
         return [r if r is not None else ModelError("item was not processed") for r in results]
 
+    def feeds(self, items: Sequence[Item]) -> list[dict[str, np.ndarray]]:
+        """The model inputs a batch of these items becomes (stages 2 and 3 up to the model
+        call), one feed per group that stacks: what the optimize tools time variants on."""
+        prepared: list[_Prepared] = []
+        for index, item in enumerate(items):
+            for step in self.wiring.preprocess:
+                step(item)
+            self._check_model_inputs(item)
+            prepared.append((index, item, 0.0))
+        return [self._feed(group) for group in self._groups(prepared)]
+
+    def _feed(self, group: list[_Prepared]) -> dict[str, np.ndarray]:
+        first = group[0][1].values
+        names = [n for n in first if isinstance(first[n], np.ndarray)]
+        if self.batched:
+            return {n: self._stack(n, [entry[1].values[n] for entry in group]) for n in names}
+        return {n: first[n] for n in names}
+
     def _check_model_inputs(self, item: Item) -> None:
         if self._check_inputs:
             missing = [n for n in self.wiring.model_input_names if n not in item.values]
@@ -98,14 +116,9 @@ class BatchRunner:
     def _run_group(
         self, group: list[_Prepared], results: list[ItemResult | BaseException | None]
     ) -> None:
-        first = group[0][1].values
-        names = [n for n in first if isinstance(first[n], np.ndarray)]
         started = time.perf_counter()
         try:
-            if self.batched:
-                feed = {n: self._stack(n, [entry[1].values[n] for entry in group]) for n in names}
-            else:
-                feed = {n: first[n] for n in names}
+            feed = self._feed(group)
             outputs = self.backend.run(feed)
             if self.batched:
                 bad = [n for n, v in outputs.items() if v.ndim == 0 or v.shape[0] != len(group)]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inferd.backends import Backend
 from inferd.codecs import InferTensor
 from inferd.errors import InferdError, ModelError
@@ -114,6 +116,11 @@ class Pipeline:
         """Preprocess each item, run the model on stacked groups, postprocess each item;
         each failing item has its exception in its place."""
         return self._batches.run(items)
+
+    def feeds(self, instances: Sequence[Any]) -> list[dict[str, np.ndarray]]:
+        """V1 instances → the model inputs they make as one batch (stages 1-2 and stacking;
+        more than one feed when their tensors do not stack)."""
+        return self._batches.feeds([self.item_from_instance(i) for i in instances])
 
     # --- stages 2-6 for one request ------------------------------------------------------
 

@@ -6,8 +6,8 @@ model is batched, run and evaluated. Stage parameters live here too, so a typo a
 model.yaml is caught when the file is read, never mid-request.
 
 One module per section of model.yaml (`tensors`, `preprocess`, `postprocess`, `serving`,
-`generation`, `evaluation`, `decide`), the root in `model` and reading the file in `loading`;
-everything is importable from `inferd.spec`.
+`generation`, `evaluation`, `decide`, `variants`), the root in `model` and reading the file
+in `loading`; everything is importable from `inferd.spec`.
 """
 
 from inferd.spec.base import ModelFile
@@ -34,6 +34,7 @@ from inferd.spec.preprocess import (
 )
 from inferd.spec.serving import BatchingSpec, PythonSpec, RuntimeSpec
 from inferd.spec.tensors import TensorSpec
+from inferd.spec.variants import VariantSpec
 
 __all__ = [
     "ActionSpec",
@@ -62,6 +63,7 @@ __all__ = [
     "TensorSpec",
     "TextStage",
     "TokenTensor",
+    "VariantSpec",
     "WebhookAction",
     "load_labels",
     "load_spec",

@@ -15,6 +15,7 @@ from inferd.spec.postprocess import PostprocessStage
 from inferd.spec.preprocess import PreprocessStage
 from inferd.spec.serving import BatchingSpec, PythonSpec, RuntimeSpec
 from inferd.spec.tensors import TensorSpec
+from inferd.spec.variants import VariantSpec
 
 Task = Literal["classification", "regression", "detection", "forecasting", "generation", "tensor"]
 
@@ -52,6 +53,11 @@ class ModelSpec(_Strict):
     """Rules over each prediction: decisions for the response and actions to carry out."""
     prediction_log: PredictionLogSpec | None = None
     """Log predictions to the store (for feedback and monitoring); off when absent."""
+    recipe: str | None = None
+    """The Python module (e.g. examples.digits.recipe) that builds, trains and exports this
+    model: what `inferd optimize --prune/--distill` retrain through. Imported only by them."""
+    variants: dict[int, VariantSpec] = Field(default_factory=dict)
+    """How `inferd optimize` made each of its versions (written by it, keyed by version)."""
 
     @field_validator("labels")
     @classmethod

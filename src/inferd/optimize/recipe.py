@@ -1,0 +1,93 @@
+"""`Recipe`: how a model is built, fed and trained, so that pruning and distillation can
+retrain it. A model names its recipe in model.yaml (`recipe: examples.digits.recipe`, a Python
+module with a `recipe()` function returning one); the example training scripts are written
+around their recipes, so optimize retrains a model exactly as it was trained.
+
+Recipes are code the project (or the user's package) ships, imported by module name; nothing
+is ever imported from a model folder. torch is imported by the recipes, not here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from inferd.errors import SpecError
+from inferd.spec import ModelSpec
+
+if TYPE_CHECKING:  # torch is the `train` extra
+    import numpy as np
+    import torch
+
+
+@dataclass
+class TrainingSet:
+    """A model's training data in wire form: what a V1 client would send for each example."""
+
+    instances: list[Any]
+    targets: list[str]
+    """Label names (model.yaml `labels`), one per instance."""
+    unlabeled: list[Any] = field(default_factory=list)
+    """More instances without labels, for a teacher to label (distillation)."""
+
+
+class Recipe(Protocol):
+    """The four things optimize needs to retrain a model."""
+
+    def build(self, onnx_path: Path | None) -> torch.nn.Module:
+        """The model in torch: with the weights of a version's model.onnx, or freshly
+        initialised (None); in eval mode."""
+        ...
+
+    def load_data(self) -> TrainingSet:
+        """The training split the model was trained on (never its eval data)."""
+        ...
+
+    def encode(
+        self, instances: Sequence[Any], rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, ...]:
+        """Instances → the model's input tensors through the serving transform, randomly
+        augmented as in training when `rng` is given."""
+        ...
+
+    def train_step(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        inputs: tuple[torch.Tensor, ...],
+        loss: Any,
+    ) -> float:
+        """One optimisation step of `loss(logits) -> scalar tensor` on a batch; the loss."""
+        ...
+
+    def optimizer(self, model: torch.nn.Module, lr_scale: float) -> torch.optim.Optimizer:
+        """The optimizer training uses, its learning rate scaled (fine-tuning uses less)."""
+        ...
+
+    def export(self, model: torch.nn.Module, folder: Path) -> None:
+        """Write the model as `folder`/model.onnx, checked against torch."""
+        ...
+
+
+def load_recipe(spec: ModelSpec) -> Recipe:
+    """The recipe model.yaml names, imported by module name."""
+    if spec.recipe is None:
+        raise SpecError(
+            f"model {spec.name!r} names no training recipe (model.yaml `recipe:`); pruning "
+            "and distilling retrain the model, so they need one"
+        )
+    try:
+        module = importlib.import_module(spec.recipe)
+    except ImportError as error:
+        raise SpecError(
+            f"model {spec.name!r}: recipe module {spec.recipe!r} cannot be imported ({error}); "
+            "run from the folder that holds it or install its package"
+        ) from None
+    make = getattr(module, "recipe", None)
+    if not callable(make):
+        raise SpecError(f"recipe module {spec.recipe!r} has no recipe() function")
+    recipe: Recipe = make()
+    return recipe
