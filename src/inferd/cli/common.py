@@ -5,11 +5,15 @@ names imported from here), so a test can swap a console in one place."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from inferd.optimize.progress import Advance
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,3 +61,30 @@ def parse_size(text: str) -> int:
     number, unit, _ = match.groups()
     factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
     return int(float(number) * factor)
+
+
+class RichSteps:
+    """The optimize tools' long steps as rich progress bars on stderr, notes on stdout."""
+
+    @contextmanager
+    def step(self, description: str, total: float | None = None) -> Iterator[Advance]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
+        if total is not None:
+            columns.append(MofNCompleteColumn())
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda amount: progress.advance(task, amount)
+            progress.update(task, completed=total if total is not None else 1, total=total or 1)
+
+    def note(self, message: str) -> None:
+        console.print(message, highlight=False, soft_wrap=True, markup=False)
