@@ -42,8 +42,9 @@ unit: setup
 e2e: setup-train
 	$(PY) -m pytest -q tests/e2e
 
-bench: setup
+bench: setup-train
 	$(PY) -m bench.serve
+	$(PY) -m bench.optimize
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
