@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,15 @@ def write_variant(
         shutil.rmtree(target, ignore_errors=True)
         raise
     return version
+
+
+@dataclass(frozen=True)
+class Made:
+    """What an optimize command wrote: the model, the new version and its record."""
+
+    model: str
+    version: int
+    variant: VariantSpec
+    warnings: tuple[str, ...] = ()
+    served: tuple[int, ...] = ()
+    """The versions model.yaml serves after it (a variant is never served on its own)."""
