@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from inferd.backends.auto_device import Choice, Run, choose, sample_feed
 from inferd.errors import SpecError
 from inferd.spec import ModelSpec, TensorSpec
+
+logger = logging.getLogger(__name__)
+
+NOT_DEVICES = frozenset({"AzureExecutionProvider"})
+"""Providers that are not a device of this machine (Azure's calls a remote endpoint)."""
 
 _DATATYPE_BY_ORT = {
     "tensor(bool)": "BOOL",
@@ -42,6 +49,11 @@ def _as_text(value: np.ndarray) -> np.ndarray:
     return np.array(flat, dtype=np.object_).reshape(value.shape)
 
 
+def device_providers() -> list[str]:
+    """This onnxruntime's execution providers that run on a device of this machine."""
+    return [p for p in ort.get_available_providers() if p not in NOT_DEVICES]
+
+
 def providers_for(device: str) -> list[Any]:
     """Execution providers for a spec's `runtime.device`, failing clearly if unavailable."""
     if device == "cpu":
@@ -54,7 +66,46 @@ def providers_for(device: str) -> list[Any]:
             )
         device_id = int(device.partition(":")[2] or 0)
         return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
-    raise SpecError(f"runtime.device {device!r} is not known; use cpu, cuda or cuda:N")
+    raise SpecError(f"runtime.device {device!r} is not known; use cpu, cuda, cuda:N or auto")
+
+
+def _open(path: Path, options: Any, providers: list[Any]) -> Any:
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as error:  # ORT raises its own untyped errors for bad files
+        raise SpecError(f"{path} could not be loaded by onnxruntime: {error}") from None
+
+
+def _auto(path: Path, options: Any) -> tuple[Any, Choice]:
+    """`device: auto`: a session per device provider, tried on a sample batch; the fastest
+    that matches the CPU's outputs is kept (the CPU when none does)."""
+    cpu = "CPUExecutionProvider"
+    sessions = {cpu: _open(path, options, [cpu])}
+    for provider in device_providers():
+        if provider != cpu:
+            try:  # the CPU takes the nodes a device cannot run, as it would when chosen
+                sessions[provider] = ort.InferenceSession(
+                    str(path), sess_options=options, providers=[provider, cpu]
+                )
+            except Exception as error:
+                logger.info("device auto: %s cannot load %s: %s", provider, path, error)
+    reference = sessions[cpu]
+    inputs = [_tensor_spec(node) for node in reference.get_inputs()]
+    names = [node.name for node in reference.get_outputs()]
+
+    def runner(session: Any) -> Run:
+        def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            fed = {k: _as_text(v) if v.dtype == np.object_ else v for k, v in feed.items()}
+            return dict(zip(names, session.run(names, fed), strict=True))
+
+        return run
+
+    try:
+        choice = choose({n: runner(s) for n, s in sessions.items()}, cpu, sample_feed(inputs))
+    except Exception as error:  # the model cannot run a made-up batch: stay on the CPU
+        choice = Choice(cpu, rejected={"sample batch": f"{type(error).__name__}: {error}"})
+    logger.info("device auto for %s: %s", path, choice.describe())
+    return sessions[choice.name], choice
 
 
 class OnnxBackend:
@@ -67,14 +118,12 @@ class OnnxBackend:
         # Spinning threads steal the cores the HTTP loop needs between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=providers_for(device)
-            )
-        except SpecError:
-            raise
-        except Exception as error:  # ORT raises its own untyped errors for bad files
-            raise SpecError(f"{path} could not be loaded by onnxruntime: {error}") from None
+        self.device_choice: Choice | None = None
+        """What `device: auto` measured and chose (None for a named device)."""
+        if device == "auto":
+            self._session, self.device_choice = _auto(path, options)
+        else:
+            self._session = _open(path, options, providers_for(device))
         self.inputs = [_tensor_spec(node) for node in self._session.get_inputs()]
         self.outputs = [_tensor_spec(node) for node in self._session.get_outputs()]
         self._output_names = [spec.name for spec in self.outputs]

@@ -21,7 +21,8 @@ class RuntimeSpec(_Strict):
     threads: int = Field(default=0, ge=0)
     """Intra-op threads for the backend; 0 lets the runtime choose."""
     device: str = "cpu"
-    """cpu, cuda or cuda:N."""
+    """cpu, cuda, cuda:N, or auto: at load time, the fastest device whose outputs match the
+    CPU's on a sample batch."""
     instances: int = Field(default=1, ge=1)
     """Batches that may run at once (worker threads for this model version)."""
 
