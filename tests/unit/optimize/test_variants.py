@@ -85,6 +85,6 @@ def test_a_second_variant_keeps_the_pin_and_the_first_record(digits: Path) -> No
 
 def test_a_model_without_model_yaml_is_refused(tmp_path: Path) -> None:
     (tmp_path / "bare" / "1").mkdir(parents=True)
-    with pytest.raises(SpecError, match="no model.yaml"):
+    with pytest.raises(SpecError, match=r"no model\.yaml"):
         write_variant(tmp_path / "bare", VariantSpec(method="fp16", source=1), copy_of_v1)
     assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["1"]
