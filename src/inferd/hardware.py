@@ -1,10 +1,12 @@
 """What this machine is: its CPU, and the instruction-set features that decide how fast a
-quantized or reduced-precision model runs on it (and which it lacks)."""
+quantized or reduced-precision model runs on it (and which it lacks); its NVIDIA GPUs."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -68,3 +70,47 @@ def cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> Cpu:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     features = tuple(name for flag, name in FEATURES.items() if flag in flags)
     return Cpu(model=model, cores=cores or 1, features=features)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    memory_mib: int | None
+    driver: str
+
+
+NVIDIA_SMI_QUERY = [
+    "nvidia-smi",
+    "--query-gpu=index,name,memory.total,driver_version",
+    "--format=csv,noheader,nounits",
+]
+
+
+def parse_nvidia_smi(text: str) -> list[Gpu]:
+    """nvidia-smi's CSV answer to NVIDIA_SMI_QUERY → the GPUs it lists."""
+    found = []
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 4 or not fields[0].isdigit():
+            continue
+        index, name, memory, driver = fields
+        found.append(Gpu(int(index), name, int(memory) if memory.isdigit() else None, driver))
+    return found
+
+
+def gpus(timeout_s: float = 10.0) -> tuple[list[Gpu], str]:
+    """NVIDIA GPUs as nvidia-smi reports them (no GPU library is imported), and a note on
+    why none were found."""
+    if shutil.which("nvidia-smi") is None:
+        return [], "nvidia-smi is not on PATH (no NVIDIA driver installed)"
+    try:
+        done = subprocess.run(
+            NVIDIA_SMI_QUERY, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return [], f"nvidia-smi failed: {error}"
+    if done.returncode != 0:
+        return [], f"nvidia-smi failed: {(done.stderr or done.stdout).strip()}"
+    found = parse_nvidia_smi(done.stdout)
+    return found, "" if found else "nvidia-smi lists no GPU"

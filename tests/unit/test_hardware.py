@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inferd.hardware import cpu
+import pytest
+
+from inferd.hardware import Gpu, cpu, gpus, parse_nvidia_smi
 
 
 def _cpuinfo(tmp_path: Path, flags: str) -> Path:
@@ -36,3 +38,17 @@ def test_vnni_and_amx_are_found(tmp_path: Path) -> None:
 def test_no_cpuinfo_still_describes_the_machine(tmp_path: Path) -> None:
     found = cpu(tmp_path / "missing")
     assert found.features == () and found.cores >= 1 and found.model
+
+
+def test_nvidia_smi_lines_become_gpus() -> None:
+    text = "0, NVIDIA H200, 143771, 570.86.15\n1, NVIDIA L4, [N/A], 570.86.15\n\nNo devices\n"
+    assert parse_nvidia_smi(text) == [
+        Gpu(0, "NVIDIA H200", 143771, "570.86.15"),
+        Gpu(1, "NVIDIA L4", None, "570.86.15"),
+    ]
+
+
+def test_gpus_says_why_none_were_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    found, note = gpus()
+    assert found == [] and "nvidia-smi is not on PATH" in note

@@ -49,6 +49,33 @@ def _as_text(value: np.ndarray) -> np.ndarray:
     return np.array(flat, dtype=np.object_).reshape(value.shape)
 
 
+PROVIDER_DEVICES = {
+    "CPUExecutionProvider": "this CPU",
+    "CUDAExecutionProvider": "NVIDIA GPU (CUDA)",
+    "TensorrtExecutionProvider": "NVIDIA GPU (TensorRT)",
+    "ROCMExecutionProvider": "AMD GPU (ROCm)",
+    "MIGraphXExecutionProvider": "AMD GPU (MIGraphX)",
+    "OpenVINOExecutionProvider": "Intel CPU, GPU or NPU (OpenVINO)",
+    "DnnlExecutionProvider": "CPU (oneDNN)",
+    "DmlExecutionProvider": "GPU (DirectML)",
+    "CoreMLExecutionProvider": "Apple Neural Engine or GPU (Core ML)",
+    "AzureExecutionProvider": "remote Azure endpoints, not a device of this machine",
+}
+
+
+def providers() -> list[tuple[str, str, bool]]:
+    """This onnxruntime's execution providers: name, what it runs on, whether it is a
+    device of this machine (what `device: auto` tries)."""
+    return [
+        (name, PROVIDER_DEVICES.get(name, "unknown to inferd"), name not in NOT_DEVICES)
+        for name in ort.get_available_providers()
+    ]
+
+
+def runtime_version() -> str:
+    return str(ort.__version__)
+
+
 def device_providers() -> list[str]:
     """This onnxruntime's execution providers that run on a device of this machine."""
     return [p for p in ort.get_available_providers() if p not in NOT_DEVICES]
