@@ -64,7 +64,18 @@ class Graph:
         return "float32"
 
 
+def need_onnx() -> None:
+    """onnx is not in the base install; quantizing needs it (ONNX Runtime's quantizer too)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise SpecError(
+            "quantizing needs the onnx package: pip install 'inferd[optimize]'"
+        ) from None
+
+
 def describe(path: Path) -> Graph:
+    need_onnx()
     import onnx
 
     try:

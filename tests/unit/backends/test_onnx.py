@@ -128,6 +128,6 @@ def test_providers_for_devices(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unknown_device() -> None:
     with pytest.raises(
-        SpecError, match=r"runtime\.device 'tpu' is not known; use cpu, cuda or cuda:N"
+        SpecError, match=r"runtime\.device 'tpu' is not known; use cpu, cuda, cuda:N or auto"
     ):
         onnx_backend.providers_for("tpu")
