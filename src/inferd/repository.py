@@ -344,14 +344,18 @@ class ModelRepository:
                 logger.error("model %s: %s", entry.name, message)
 
     def _link_cascades(self, member: str | None = None) -> list[ModelEntry]:
-        """Link every cascade (or those naming `member`) to its members' loaded versions."""
+        """Link every cascade to its members' loaded versions, or (after `member` was
+        reloaded) read afresh and link the cascades naming it."""
         linked = []
-        for entry in self._entries.values():
+        for name, entry in list(self._entries.items()):
             cascade = entry.spec.cascade if entry.spec is not None else None
-            if cascade is not None and member in (None, cascade.first, cascade.then):
-                entry.errors.clear()
+            if cascade is None or member not in (None, cascade.first, cascade.then):
+                continue
+            if member is not None:
+                entry = self._entries[name] = load_model(entry.path, self.trust_code)
+            if not entry.errors:
                 link_cascade(entry, self._entries.get)
-                linked.append(entry)
+            linked.append(entry)
         return linked
 
     def load_one(self, name: str, only: Sequence[int] | None = None) -> ModelEntry:
@@ -367,7 +371,8 @@ class ModelRepository:
             for member in (cascade.first, cascade.then):
                 if member not in self._entries and (self.root / member).is_dir():
                     self._entries[member] = load_model(self.root / member, self.trust_code)
-            link_cascade(entry, self._entries.get)
+            if not entry.errors:
+                link_cascade(entry, self._entries.get)
         return entry
 
     def entries(self) -> list[ModelEntry]:

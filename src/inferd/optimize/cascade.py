@@ -168,5 +168,5 @@ def write_when(model_dir: Path, when: str) -> None:
     buffer = io.StringIO()
     yaml.dump(data, buffer)
     text = buffer.getvalue()
-    parse_spec(YAML(typ="safe").load(text), str(path))
+    parse_spec({"name": model_dir.name, **YAML(typ="safe").load(text)}, str(path))
     replace_text(path, text)

@@ -101,7 +101,9 @@ class Cascade:
                 first_result = results[index]
                 assert isinstance(first_result, ItemResult)
                 if isinstance(second, InferdError):
-                    second = second.about(f"cascade {self.name!r}: the second model")
+                    second = second.about(
+                        f"cascade {self.name!r}: the second model {self.spec.then!r}"
+                    )
                 results[index] = (
                     _answered_by_then(first_result, second)
                     if isinstance(second, ItemResult)
