@@ -58,7 +58,7 @@ def test_every_point_is_what_the_cascade_gives_at_its_threshold(tmp_path: Path) 
     assert found[0].threshold == 0 and found[-1].threshold == 1.01
     shares = [p.share_sent for p in found]
     assert shares == sorted(shares) and len(set(shares)) == len(shares)
-    for point in found[:: max(1, len(found) // 6)] + [found[-1]]:
+    for point in [*found[:: max(1, len(found) // 6)], found[-1]]:
         write_when(root / "cascade", point.when)
         entry = ModelRepository(root).load_one("cascade")
         report = evaluate(entry)
