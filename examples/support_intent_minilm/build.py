@@ -8,7 +8,12 @@ torch, onnx, onnxscript, scikit-learn and tokenizers):
 
 It writes model_repository/support-intent-minilm/ (or DIR; the model is named after the
 folder): model.yaml, labels.txt, tokenizer.json, 1/model.onnx (86 MiB, so it is built on
-demand and ignored by git) and eval/test.jsonl. labels.txt and eval/test.jsonl are copied from
+demand and ignored by git) and eval/test.jsonl. When DIR's repository also holds
+support-intent, it writes the cascade support-intent-cascade/ beside it too (ignored by git as
+well): support-intent answers, and the messages it is unsure of go on to this model; the
+threshold is the one sending the fewest on whose held-out accuracy is within 0.5 pt of this
+model's (chosen on eval/test.jsonl itself, so that accuracy is optimistic; see
+bench/optimize/cascade.py for a cross-validated one). labels.txt and eval/test.jsonl are copied from
 model_repository/support-intent, whose held-out messages this model is scored on. It prints
 the split sizes, the cross-validated choice of the head's regularisation, the checks, the
 held-out accuracy through ONNX Runtime and the build time.
@@ -447,6 +452,42 @@ def write_repository(out: Path, tokenizer: Tokenizer) -> None:
     shutil.copyfile(SMALL_MODEL / "eval" / "test.jsonl", out / "eval" / "test.jsonl")
 
 
+CASCADE_YAML = """\
+# Built on demand (not committed) by examples/support_intent_minilm/build.py.
+name: {name}
+task: classification
+description: >-
+  support-intent answers every message; those it is unsure of go on to
+  {then}, slower and more accurate. The threshold was chosen on
+  eval/test.jsonl (inferd.optimize.cascade).
+cascade: {{first: support-intent, then: {then}, when: "confidence < 0.8"}}
+labels: labels.txt
+eval: {{data: eval/test.jsonl, metric: accuracy, threshold: 0.9}}
+"""
+CASCADE_TOLERANCE = 0.005  # the accuracy the cascade may give up against the big model
+
+
+def write_cascade(out: Path, accuracy: float) -> None:
+    """support-intent-cascade beside `out`, its threshold chosen on the eval data."""
+    from inferd.optimize.cascade import cascade_thresholds, cheapest, write_when
+    from inferd.repository import ModelRepository
+
+    folder = out.parent / "support-intent-cascade"
+    folder.mkdir(exist_ok=True)
+    write_model_yaml(folder, CASCADE_YAML.format(name=folder.name, then=out.name))
+    shutil.copyfile(SMALL_MODEL / "labels.txt", folder / "labels.txt")
+    (folder / "eval").mkdir(exist_ok=True)
+    shutil.copyfile(SMALL_MODEL / "eval" / "test.jsonl", folder / "eval" / "test.jsonl")
+    found = cascade_thresholds(ModelRepository(out.parent).load_one(folder.name))
+    chosen = cheapest(found, accuracy - CASCADE_TOLERANCE)
+    assert chosen is not None, "sending every message on must reach the big model's accuracy"
+    write_when(folder, chosen.when)
+    print(
+        f"wrote {folder}: when {chosen.when!r} sends {chosen.share_sent:.1%} of the held-out "
+        f"messages on, accuracy {chosen.metric:.4f} (chosen on them; {out.name}: {accuracy:.4f})"
+    )
+
+
 def confusion_summary(labels: list[str], targets: list[str], predicted: list[str]) -> None:
     pairs = Counter(zip(targets, predicted, strict=True))
     print(f"  {'intent':<16}{'n':>4}{'right':>7}{'recall':>8}{'precision':>11}  mistaken for")
@@ -535,6 +576,8 @@ def main() -> None:
 
     size_mib = onnx_path.stat().st_size / 2**20
     print(f"wrote {out} (model.onnx {size_mib:.1f} MiB)")
+    if (out.parent / "support-intent" / "model.yaml").is_file():
+        write_cascade(out, accuracy)
     print(f"everything took {time.perf_counter() - started:.0f} s")
 
 

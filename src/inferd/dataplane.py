@@ -145,22 +145,23 @@ class DataPlane:
     async def _process(
         self, model: ModelVersion, items: list[Item], request: Request
     ) -> list[Answer]:
-        batcher = model.batcher
-        if batcher is None:  # stopped between routing and now (a reload or shutdown)
-            raise ModelNotReadyError(f"model {model.name!r} version {model.version} is not serving")
+        submit = model.submit  # 503 when stopped between routing and now (reload, shutdown)
         metrics = self.metrics
         name = model.name
         started = time.perf_counter()
         try:
             answers = await model.predictive.process(
-                items, batcher.submit, request, recorder=self.recorder, observe=self._observe
+                items, submit, request, recorder=self.recorder, observe=self._observe
             )
         except ModelError as error:
             raise self._with_request_id(error, request.id) from error
         metrics.stage(name, "total").observe(time.perf_counter() - started)
+        cascade = model.spec.cascade is not None
         for answer in answers:
             for decision in answer.decisions or ():
                 metrics.decision(name, decision)
+            if cascade:
+                metrics.cascade_item(name, answer.prediction.parameters.get("cascade", "?"))
         return answers
 
     def _observe(self, model: str, result: ItemResult, queue_s: float) -> None:

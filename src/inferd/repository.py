@@ -8,6 +8,9 @@
 
 A model that fails to load is recorded with the reason (shown by `inferd models`,
 `inferd validate` and the readiness endpoints) and never stops the others from serving.
+
+A cascade (model.yaml `cascade:`) is a folder without versions: it is linked to its members
+once they are loaded, and serves as one `CascadeVersion` (version 1), ready while both are.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from inferd.errors import (
     NotFoundError,
     SpecError,
 )
-from inferd.pipeline import ItemResult, Pipeline
+from inferd.pipeline import Cascade, ItemResult, Pipeline, Submit, cascade_pipeline
 from inferd.spec import (
     BatchingSpec,
     GenerationSpec,
@@ -99,6 +102,45 @@ class ModelVersion:
                 "chat completions, or the V2 generate extension) instead"
             )
         return self.pipeline
+
+    @property
+    def submit(self) -> Submit:
+        """Queues one item for stages 2-5: the version's Batcher (503 once it has stopped,
+        e.g. between routing and now in a reload or shutdown)."""
+        batcher = self.batcher
+        if batcher is None:
+            raise ModelNotReadyError(f"model {self.name!r} version {self.version} is not serving")
+        return batcher.submit
+
+
+class CascadeVersion(ModelVersion):
+    """A cascade model's one version: its items go to its first member's serving version and,
+    when unsure, on to its second's (each through its own Batcher); ready while both are."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        pipeline: Pipeline,
+        cascade: Cascade,
+        first: ModelVersion,
+        then: ModelVersion,
+    ) -> None:
+        super().__init__(spec.name, 1, spec, pipeline)
+        self.cascade = cascade
+        self.first = first
+        self.then = then
+
+    @property
+    def ready(self) -> bool:
+        return self.serving and self.first.ready and self.then.ready
+
+    @property
+    def submit(self) -> Submit:
+        first, then, route = self.first.submit, self.then, self.cascade.route
+        return lambda item, deadline: route(item, deadline, first, lambda: then.submit)
+
+    def close(self) -> None:
+        """Nothing of its own to free: its members' runtimes are theirs."""
 
 
 @dataclass
@@ -172,6 +214,13 @@ def load_model(
             )
         labels = load_labels(spec, model_dir) if spec is not None else None
         available = version_numbers(model_dir)
+        if spec is not None and spec.cascade is not None:
+            if available:
+                raise SpecError(
+                    f"{model_dir} is a cascade (model.yaml `cascade:`) but has version "
+                    f"folders {available}; its members' versions serve it, remove them"
+                )
+            return entry  # linked to its members by the repository (`link_cascade`)
         if not available:
             raise SpecError(
                 f"{model_dir} has no version folders; put the artifact in {model_dir}/1/"
@@ -215,6 +264,46 @@ def load_model(
     return entry
 
 
+def link_cascade(entry: ModelEntry, members: Callable[[str], ModelEntry | None]) -> None:
+    """Give a cascade's entry its one version over its members' latest loaded versions
+    (`members` finds a loaded entry by name); failures are recorded on the entry."""
+    spec = entry.spec
+    assert spec is not None and spec.cascade is not None
+    entry.versions.clear()
+    try:
+        first, then = (
+            _member(spec.name, role, name, members(name))
+            for role, name in (("first", spec.cascade.first), ("then", spec.cascade.then))
+        )
+        pipeline, cascade = cascade_pipeline(
+            spec, first.predictive, then.predictive, entry.path, False
+        )
+        labels = load_labels(spec, entry.path)
+        if labels is not None and labels != pipeline.labels:
+            raise SpecError(
+                f"cascade {spec.name!r}: its labels differ from its members'; leave `labels:` "
+                "out of its model.yaml, or make them the members' labels"
+            )
+    except InferdError as error:
+        entry.errors.append(error.message)
+        return
+    entry.versions[1] = CascadeVersion(pipeline.spec, pipeline, cascade, first, then)
+
+
+def _member(cascade: str, role: str, name: str, entry: ModelEntry | None) -> ModelVersion:
+    where = f"cascade {cascade!r}: its {role} model {name!r}"
+    if entry is None:
+        raise SpecError(f"{where} is not a model of this repository; check the name")
+    if entry.spec is not None and entry.spec.cascade is not None:
+        raise SpecError(f"{where} is itself a cascade; name plain models as members")
+    if entry.latest is None:
+        reason = "; ".join(entry.errors) or "it has no loaded version"
+        raise SpecError(f"{where} did not load: {reason}")
+    if entry.latest.pipeline is None:
+        raise SpecError(f"{where} generates text; a cascade's members must predict")
+    return entry.latest
+
+
 def load_engine(spec: ModelSpec, version_dir: Path) -> Engine:
     """A generation engine over the Hugging Face folder of one version (not yet started)."""
     from inferd.generate.engine import Engine
@@ -248,9 +337,26 @@ class ModelRepository:
         """Load every model (synchronously; each failure is recorded on its entry)."""
         for model_dir in discover(self.root):
             entry = load_model(model_dir, self.trust_code)
+            self._entries[entry.name] = entry
+        self._link_cascades()
+        for entry in self._entries.values():
             for message in entry.errors:
                 logger.error("model %s: %s", entry.name, message)
-            self._entries[entry.name] = entry
+
+    def _link_cascades(self, member: str | None = None) -> list[ModelEntry]:
+        """Link every cascade to its members' loaded versions, or (after `member` was
+        reloaded) read afresh and link the cascades naming it."""
+        linked = []
+        for name, entry in list(self._entries.items()):
+            cascade = entry.spec.cascade if entry.spec is not None else None
+            if cascade is None or member not in (None, cascade.first, cascade.then):
+                continue
+            if member is not None:
+                entry = self._entries[name] = load_model(entry.path, self.trust_code)
+            if not entry.errors:
+                link_cascade(entry, self._entries.get)
+            linked.append(entry)
+        return linked
 
     def load_one(self, name: str, only: Sequence[int] | None = None) -> ModelEntry:
         """Load a single model by folder name (for in-process prediction), with the versions
@@ -260,6 +366,13 @@ class ModelRepository:
             raise NotFoundError(self._unknown(name))
         entry = load_model(model_dir, self.trust_code, only)
         self._entries[name] = entry
+        cascade = entry.spec.cascade if entry.spec is not None else None
+        if cascade is not None:
+            for member in (cascade.first, cascade.then):
+                if member not in self._entries and (self.root / member).is_dir():
+                    self._entries[member] = load_model(self.root / member, self.trust_code)
+            if not entry.errors:
+                link_cascade(entry, self._entries.get)
         return entry
 
     def entries(self) -> list[ModelEntry]:
@@ -293,7 +406,12 @@ class ModelRepository:
                     f"model {name!r} has no version {version} loaded; loaded versions: {served}"
                 )
             chosen = found
-        if not chosen.serving:
+        if not chosen.ready:
+            if isinstance(chosen, CascadeVersion) and chosen.serving:
+                raise ModelNotReadyError(
+                    f"cascade {name!r} is not ready: its members {chosen.first.name!r} and "
+                    f"{chosen.then.name!r} must both be serving"
+                )
             raise ModelNotReadyError(f"model {name!r} version {chosen.version} is not serving yet")
         return chosen
 
@@ -320,6 +438,8 @@ class ModelRepository:
         for model in entry.versions.values():
             if model.engine is not None:
                 model.engine.start()
+            elif isinstance(model, CascadeVersion):
+                pass  # its members' batchers run its items
             else:
                 batcher = self._make_batcher(model)
                 await batcher.start()
@@ -344,6 +464,8 @@ class ModelRepository:
         if not model_dir.is_dir():
             raise NotFoundError(self._unknown(name))
         fresh = await asyncio.to_thread(load_model, model_dir, self.trust_code)
+        if fresh.spec is not None and fresh.spec.cascade is not None and not fresh.errors:
+            link_cascade(fresh, self._entries.get)
         old = self._entries.get(name)
         if not fresh.versions and old is not None and old.versions:
             raise SpecError(
@@ -352,6 +474,8 @@ class ModelRepository:
             )
         await self._start_entry(fresh)
         self._entries[name] = fresh
+        for entry in self._link_cascades(name):  # cascades over it route to its new versions
+            await self._start_entry(entry)
         if old is not None:
             await self._stop_entry(old)
         return fresh

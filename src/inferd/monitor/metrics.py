@@ -286,6 +286,14 @@ class Metrics:
                 ["model"],
             )
         )
+        self.cascade_items = self._register(
+            _Counter(
+                "inferd_cascade_items",
+                "Items a cascade model answered, by the member that answered them: first, "
+                "or then (sent on because the first was unsure)",
+                ["model", "member"],
+            )
+        )
         self.decisions = Counter(
             "inferd_decisions",
             "Decisions made by the models' decide rules",
@@ -347,6 +355,9 @@ class Metrics:
             tokens.inc(len(timings))
 
         return observe
+
+    def cascade_item(self, model: str, member: str) -> None:
+        self.cascade_items.labels(model, member).inc()
 
     def decision(self, model: str, decision: str) -> None:
         self.decisions.labels(model, decision).inc()

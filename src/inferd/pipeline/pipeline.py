@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -36,6 +36,15 @@ from inferd.stages.decode import InputDecoder
 
 Submit = Callable[[Item, float | None], Awaitable[tuple[ItemResult, float]]]
 """Queues one item for stages 2-5 (the model's Batcher): its result and seconds queued."""
+
+
+class Runs(Protocol):
+    """Stages 2-5 over a batch (`BatchRunner`, or a cascade's routing over its members)."""
+
+    def run(self, items: Sequence[Item]) -> list[ItemResult | BaseException]: ...
+
+    def feeds(self, items: Sequence[Item]) -> list[dict[str, np.ndarray]]: ...
+
 
 ItemObserver = Callable[[str, ItemResult, float], None]
 """Told of every item that went through stages 2-5: the model's name, the item's result and
@@ -82,18 +91,46 @@ class Pipeline:
         trust_code: bool = False,
         version: int = 1,
     ) -> None:
+        wiring = Wiring(spec, backend, labels, model_dir)
+        self._compose(spec, backend, labels, model_dir, trust_code, version, wiring)
+        self._batches: Runs = BatchRunner(wiring)
+
+    @classmethod
+    def over(
+        cls,
+        spec: ModelSpec,
+        model: Pipeline,
+        runs: Runs,
+        model_dir: Path | None,
+        trust_code: bool,
+    ) -> Pipeline:
+        """A pipeline with `model`'s decoding and wire tensors, `runs` as its stages 2-5 and
+        stage 6 by `spec` (a cascade: its routing over its members; see cascade.py)."""
+        pipeline = cls.__new__(cls)
+        pipeline._compose(spec, model.backend, model.labels, model_dir, trust_code, 1, model)
+        pipeline._batches = runs
+        return pipeline
+
+    def _compose(
+        self,
+        spec: ModelSpec,
+        backend: Backend,
+        labels: list[str] | None,
+        model_dir: Path | None,
+        trust_code: bool,
+        version: int,
+        tensors: Wiring | Pipeline,
+    ) -> None:
         self.spec = spec
         self.backend = backend
         self.labels = labels
         self.model_dir = model_dir
         self.batched = spec.batched
-        wiring = Wiring(spec, backend, labels, model_dir)
-        self.inputs: list[TensorSpec] = wiring.inputs
-        self.outputs: list[TensorSpec] = wiring.outputs
-        self.ragged: dict[str, Any] = wiring.ragged
+        self.inputs: list[TensorSpec] = tensors.inputs
+        self.outputs: list[TensorSpec] = tensors.outputs
+        self.ragged: dict[str, Any] = tensors.ragged
         """Outputs whose first axis varies per item, and the value that pads them."""
         self.decoder = InputDecoder(self.inputs, self.batched)
-        self._batches = BatchRunner(wiring)
         self.rules = (
             Rules(spec, labels, self.inputs, model_dir, trust_code) if spec.decide else None
         )

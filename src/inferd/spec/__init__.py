@@ -6,11 +6,12 @@ model is batched, run and evaluated. Stage parameters live here too, so a typo a
 model.yaml is caught when the file is read, never mid-request.
 
 One module per section of model.yaml (`tensors`, `preprocess`, `postprocess`, `serving`,
-`generation`, `evaluation`, `decide`, `variants`), the root in `model` and reading the file
-in `loading`; everything is importable from `inferd.spec`.
+`generation`, `evaluation`, `decide`, `variants`, `cascade`), the root in `model` and reading
+the file in `loading`; everything is importable from `inferd.spec`.
 """
 
 from inferd.spec.base import ModelFile
+from inferd.spec.cascade import CascadeSpec
 from inferd.spec.decide import ActionSpec, DecideRule, LogAction, PythonAction, WebhookAction
 from inferd.spec.evaluation import EvalSpec, PredictionLogSpec
 from inferd.spec.generation import GenerationSpec
@@ -40,6 +41,7 @@ __all__ = [
     "ActionSpec",
     "AudioStage",
     "BatchingSpec",
+    "CascadeSpec",
     "ClassifyStage",
     "DecideRule",
     "DetectStage",

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from inferd.spec.base import ModelFile, _inside_model_folder, _Strict
+from inferd.spec.cascade import CascadeSpec
 from inferd.spec.decide import DecideRule
 from inferd.spec.evaluation import EvalSpec, PredictionLogSpec
 from inferd.spec.generation import GenerationSpec
@@ -26,6 +27,24 @@ _POSTPROCESS_FOR_TASK = {
     "forecasting": "forecast",
     "detection": "detect",
 }
+
+
+_MEMBERS_OWN = {
+    "backend",
+    "artifact",
+    "inputs",
+    "outputs",
+    "preprocess",
+    "postprocess",
+    "batching",
+    "runtime",
+    "python",
+    "generation",
+    "versions",
+    "recipe",
+    "variants",
+}
+"""Sections a cascade's model.yaml must leave out: they belong to its members."""
 
 
 class ModelSpec(_Strict):
@@ -58,6 +77,9 @@ class ModelSpec(_Strict):
     model: what `inferd optimize --prune/--distill` retrain through. Imported only by them."""
     variants: dict[int, VariantSpec] = Field(default_factory=dict)
     """How `inferd optimize` made each of its versions (written by it, keyed by version)."""
+    cascade: CascadeSpec | None = None
+    """Serve `first` and send the items it is unsure of on to `then` (a model of its own,
+    without version folders: its inputs, stages and batching are its members')."""
 
     @field_validator("labels")
     @classmethod
@@ -66,6 +88,8 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
+        if self.cascade is not None:
+            return self._check_cascade(self.cascade)
         names = [t.name for t in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError("input names must be unique")
@@ -97,6 +121,21 @@ class ModelSpec(_Strict):
             raise ValueError(
                 'task "generation" runs on backend "torch" (the generation engine), and only it'
             )
+        return self
+
+    def _check_cascade(self, cascade: CascadeSpec) -> ModelSpec:
+        """A cascade runs its members' stages through their batchers: it has none of its own."""
+        own = sorted(self.model_fields_set & _MEMBERS_OWN)
+        if own:
+            raise ValueError(
+                f"a cascade takes {', '.join(own)} from its members "
+                f"({cascade.first!r}, {cascade.then!r}); remove them from its model.yaml"
+            )
+        if self.name in (cascade.first, cascade.then):
+            raise ValueError(f"cascade {self.name!r} names itself as a member")
+        decisions = [rule.decision for rule in self.decide]
+        if len(set(decisions)) != len(decisions):
+            raise ValueError("decide: each rule needs its own decision name")
         return self
 
     @property

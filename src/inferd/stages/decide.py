@@ -2,9 +2,11 @@
 
 A rule's `when` is an expression (inferd.expression: parsed, never evaluated as Python) over
 what one item's prediction holds (`label`, `score`, `value`, `detections`, ... also under
-`prediction.`), the item's wire inputs (`inputs.<name>`) and the request's parameters
-(`parameters.<name>`). Every name, label and input a rule mentions is checked against the
-model when it loads, so a typo fails `inferd validate`, never a request.
+`prediction.`; a classifier's also `confidence`, its top probability, and `margin`, how far
+the top one is ahead of the second), the item's wire inputs (`inputs.<name>`) and the
+request's parameters (`parameters.<name>`). Every name, label and input a rule mentions is
+checked against the model when it loads, so a typo fails `inferd validate`, never a request.
+A cascade's `when` is checked and evaluated here too (`Rules.condition`, `Rules.holds`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Rule:
 def prediction_fields(spec: ModelSpec) -> set[str]:
     """The fields a prediction of this model carries (what rules may read)."""
     if spec.task == "classification":
-        return {"label", "score", "top_k"}
+        return {"label", "score", "top_k", *_CLASSIFIER_DERIVED}
     if spec.task == "detection":
         return {"detections"}
     if spec.task == "forecasting":
@@ -46,6 +48,20 @@ def prediction_fields(spec: ModelSpec) -> set[str]:
         names = getattr(stage, "names", None)
         return set(names) if names else {"value", "values"}
     return set()
+
+
+_CLASSIFIER_DERIVED = ("confidence", "margin")
+"""Names a classifier's rules may read that its prediction does not carry as fields."""
+
+
+def classifier_derived(prediction: Prediction) -> dict[str, float]:
+    """`confidence`: the top class's probability; `margin`: its lead over the second's."""
+    probabilities = prediction.tensors.get("probabilities")
+    if probabilities is not None and probabilities.size > 1:
+        top, second = np.partition(probabilities.reshape(-1), -2)[[-1, -2]]
+        return {"confidence": float(top), "margin": float(top - second)}
+    score = float(prediction.fields["score"])
+    return {"confidence": score, "margin": score}
 
 
 def _functions(spec: ModelSpec) -> dict[str, int]:
@@ -69,9 +85,10 @@ class Rules:
     ) -> None:
         self._labels = labels
         self._fields = prediction_fields(spec)
+        self._function_arities = _functions(spec)
         self._input_names = {t.name for t in inputs}
         self.rules = [
-            self._rule(position, rule.decision, rule.when, tuple(rule.actions), spec)
+            self._rule(position, rule.decision, rule.when, tuple(rule.actions))
             for position, rule in enumerate(spec.decide)
         ]
         for rule in self.rules:
@@ -91,11 +108,15 @@ class Rules:
         decision: str,
         when: str,
         actions: tuple[ActionSpec, ...],
-        spec: ModelSpec,
     ) -> Rule:
         where = f"decide[{position}] ({decision}).when"
+        return Rule(decision, self.condition(when, where), actions, position)
+
+    def condition(self, when: str, where: str) -> Expression:
+        """Parse `when` and check every name, input and label it mentions against the model
+        (SpecError naming `where`)."""
         try:
-            expression = parse(when, _functions(spec))
+            expression = parse(when, self._function_arities)
         except ExpressionError as error:
             raise SpecError(f"{where}: {error.message}") from None
         for path in expression.names():
@@ -107,7 +128,7 @@ class Rules:
             if "label" in self._fields:
                 literals = expression.literals_compared_with(path)
                 self._check_labels(literals, where, ".".join(path))
-        return Rule(decision, expression, actions, position)
+        return expression
 
     def _check_name(self, path: tuple[str, ...], where: str) -> None:
         root = path[0]
@@ -164,13 +185,7 @@ class Rules:
         self, prediction: Prediction, inputs: Mapping[str, Any], parameters: Mapping[str, Any]
     ) -> list[Rule]:
         """The rules that hold for one item's prediction, in model.yaml order."""
-        fields = prediction.fields
-        env: dict[str, Any] = {
-            **fields,
-            "prediction": fields,
-            "inputs": inputs,
-            "parameters": parameters,
-        }
+        env = self._environment(prediction, inputs, parameters)
         functions = self._bound_functions(prediction)
         matched = []
         for rule in self.rules:
@@ -181,6 +196,25 @@ class Rules:
             if holds:
                 matched.append(rule)
         return matched
+
+    def holds(
+        self,
+        expression: Expression,
+        prediction: Prediction,
+        inputs: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+    ) -> bool:
+        """Whether a `condition` is true for one item's prediction."""
+        env = self._environment(prediction, inputs, parameters)
+        return truth(expression, env, self._bound_functions(prediction))
+
+    def _environment(
+        self, prediction: Prediction, inputs: Mapping[str, Any], parameters: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        fields = prediction.fields
+        if "confidence" in self._fields:
+            fields = {**fields, **classifier_derived(prediction)}
+        return {**fields, "prediction": fields, "inputs": inputs, "parameters": parameters}
 
     def _bound_functions(self, prediction: Prediction) -> dict[str, Callable[..., Any]]:
         fields = prediction.fields
