@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from inferd.errors import SpecError
 from inferd.optimize.tuning.space import Config
@@ -29,11 +30,17 @@ def _section(data: Any, key: str) -> Any:
 
 def pinned(path: Path, config: Config, set_threshold: SetThreshold | None = None) -> str:
     """model.yaml's text with `config` pinned: versions, batching and runtime."""
+    text = path.read_text(encoding="utf-8")
+    _, indent, offset = load_yaml_guess_indent(text)
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 100
-    data = yaml.load(path.read_text(encoding="utf-8"))
-    data["versions"] = [config.version]
+    sequence, offset = indent or 2, offset or 0  # keep the file's "  - item" or "- item"
+    yaml.indent(mapping=max(sequence - offset, 2), sequence=sequence, offset=offset)
+    data = yaml.load(text)
+    versions = CommentedSeq([config.version])
+    versions.fa.set_flow_style()  # versions: [2], as people write it
+    data["versions"] = versions
     batching = _section(data, "batching")
     batching["max_batch_size"] = config.max_batch_size
     batching["max_delay_ms"] = config.max_delay_ms

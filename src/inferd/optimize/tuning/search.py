@@ -138,10 +138,19 @@ class Plan:
         return sum(count * effort.estimate_s(self.load) for count, effort in self.rungs)
 
     def describe(self) -> str:
+        over = ""
+        if self.estimate_s() > 1.2 * self.budget_s:
+            over = (
+                f" (the shortest measurements take about {self.estimate_s():.0f} s, over the "
+                f"{self.budget_s:g} s budget: give a smaller space or a bigger --budget-s)"
+            )
         if not self.adaptive:
             count, effort = self.rungs[0]
-            return f"measured whole: {count} configurations, each {effort.describe()}"
+            return f"measured whole: {count} configurations, each {effort.describe()}{over}"
         sizes = " → ".join(str(count) for count, _ in self.rungs)
+        return self._halving(sizes) + over
+
+    def _halving(self, sizes: str) -> str:
         return (
             f"searched adaptively by successive halving (the space does not fit the "
             f"{self.budget_s:g} s budget at full length): {sizes} configurations, each rung "
@@ -151,19 +160,22 @@ class Plan:
 
 def plan(count: int, budget_s: float, load: Load, eta: int = 3) -> Plan:
     """Measure whole at full length when that fits the budget; otherwise successive halving
-    with rungs of n, n/eta, n/eta², ... down to 2, the budget split evenly between rungs."""
+    with rungs of n, n/eta, n/eta², ... down to 2, each rung given an even share of what the
+    earlier ones left."""
     if count * FULL.estimate_s(load) <= budget_s:
         return Plan(((count, FULL),), budget_s, load)
     sizes = [count]
     while sizes[-1] > 2:
         sizes.append(max(math.ceil(sizes[-1] / eta), 2))
-    share = budget_s / len(sizes)
+    left = budget_s
     rungs = []
-    for size in sizes:
+    for index, size in enumerate(sizes):
+        share = max(left, 0.0) / (len(sizes) - index)
         effort = Effort.for_seconds(share / size, load)
         if effort.estimate_s(load) > FULL.estimate_s(load):
             effort = FULL
         rungs.append((size, effort))
+        left -= size * effort.estimate_s(load)
     return Plan(tuple(rungs), budget_s, load)
 
 
