@@ -103,7 +103,7 @@ def tune(
     ] = None,
     budget_s: Annotated[
         float, typer.Option(help="Seconds of measuring; a bigger space is searched adaptively.")
-    ] = 240.0,
+    ] = 210.0,
     rate: Annotated[
         float | None,
         typer.Option(help="Measure at this fixed Poisson rate (req/s) instead of searching it."),
