@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from inferd.cli import actions, bench, devices, evaluate, generate, optimize, query, serve
+from inferd.cli import actions, bench, devices, evaluate, generate, optimize, query, serve, tune
 from inferd.cli.common import parse_size
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command()(generate.generate)
 app.command()(actions.actions)
 app.command()(bench.bench)
 app.command()(optimize.optimize)
+app.command()(tune.tune)
 app.command()(devices.devices)
 
 __all__ = ["app", "parse_size"]
