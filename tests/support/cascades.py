@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
+from inferd.repository import ModelRepository
 from tests.support import onnx_models
 
 LABELS = ["setosa", "versicolor", "virginica"]
@@ -75,4 +78,31 @@ def repository(root: Path) -> Path:
     classifier(root, "small", seed=3)
     classifier(root, "big", seed=7)
     cascade(root, "cascade", "small", "big", "confidence < 0.7")
+    return root
+
+
+def with_eval(root: Path) -> Path:
+    """The test cascade with eval data labelled by `big` on some items and `small` on others,
+    so sending items on helps on some and hurts on others."""
+    repository(root)
+    loaded = ModelRepository(root)
+    loaded.load()
+    instances = np.random.default_rng(1).normal(size=(40, 4)).round(3).tolist()
+    small, big = (
+        loaded.entry(n).latest.predictive.predict_instances(instances)  # type: ignore[union-attr]
+        for n in ("small", "big")
+    )
+    lines = [
+        json.dumps({"instance": x, "target": (b if i % 3 else s).fields["label"]})  # type: ignore[union-attr]
+        for i, (x, s, b) in enumerate(zip(instances, small, big, strict=True))
+    ]
+    (root / "cascade" / "eval.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cascade(
+        root,
+        "cascade",
+        "small",
+        "big",
+        "confidence < 0.7",
+        eval={"data": "eval.jsonl", "metric": "accuracy"},
+    )
     return root

@@ -211,12 +211,17 @@ def tune(
             soft_wrap=True,
             markup=False,
         )
+    settings = (
+        f'cascade.when "confidence < {c.threshold:g}" (sends {chosen.share_sent or 0:.1%} on)'
+        if c.threshold is not None
+        else f"versions: [{c.version}], batching.max_batch_size {c.max_batch_size}, "
+        f"batching.max_delay_ms {c.max_delay_ms or 0:g}, runtime.threads {c.threads}, "
+        f"runtime.device {c.device}"
+    )
     say(
-        f"pinned in {repo / model / 'model.yaml'}"
+        f"pinned in {repo / model / 'model.yaml'}: {settings}"
         if tuned.applied
-        else f"to serve it: inferd tune {model} --p99-ms {p99_ms:g} --apply, or set versions: "
-        f"[{c.version}], batching.max_batch_size {c.max_batch_size}, batching.max_delay_ms "
-        f"{c.max_delay_ms:g}, runtime.threads {c.threads}, runtime.device {c.device}",
+        else f"to serve it: inferd tune {model} --p99-ms {p99_ms:g} --apply, or set {settings}",
         highlight=False,
         soft_wrap=True,
         markup=False,

@@ -10,7 +10,6 @@ the speed of the points it keeps; `write_when` records the chosen one in model.y
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ruamel.yaml import YAML
 
 from inferd.errors import InferdError, SpecError
 from inferd.optimize.evaluate import load_examples
-from inferd.optimize.variants import replace_text
+from inferd.optimize.variants import dumped, replace_text, round_trip
 from inferd.repository import CascadeVersion, ModelEntry
-from inferd.spec import load_spec, parse_spec
+from inferd.spec import load_spec
 from inferd.stages import Prediction
 from inferd.stages.decide import classifier_derived
 
@@ -41,7 +39,12 @@ class CascadePoint:
 
     @property
     def when(self) -> str:
-        return f"confidence < {self.threshold:g}"
+        return when_below(self.threshold)
+
+
+def when_below(threshold: float) -> str:
+    """The cascade's `when` that sends an item on below `threshold` confidence."""
+    return f"confidence < {threshold:g}"
 
 
 @dataclass(frozen=True)
@@ -160,13 +163,6 @@ def write_when(model_dir: Path, when: str) -> None:
     spec = load_spec(model_dir)
     if spec is None or spec.cascade is None:
         raise SpecError(f"{path} has no cascade: section to set `when` in")
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 100
-    data = yaml.load(path.read_text(encoding="utf-8"))
+    yaml, data = round_trip(path.read_text(encoding="utf-8"))
     data["cascade"]["when"] = when
-    buffer = io.StringIO()
-    yaml.dump(data, buffer)
-    text = buffer.getvalue()
-    parse_spec({"name": model_dir.name, **YAML(typ="safe").load(text)}, str(path))
-    replace_text(path, text)
+    replace_text(path, dumped(yaml, data, path))

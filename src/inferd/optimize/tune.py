@@ -15,7 +15,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from inferd.errors import NotFoundError, SpecError
@@ -45,6 +45,7 @@ from inferd.optimize.tuning.search import (
 from inferd.optimize.tuning.space import (
     Config,
     build_space,
+    cascade_space,
     default_batches,
     default_delays,
     default_threads,
@@ -109,8 +110,9 @@ def tune(
         )
         raise NotFoundError(f"unknown model {model!r} in {repo}; the models are: {known or 'none'}")
     staging.check_folder(model_dir)
-    versions = list(space.versions or version_numbers(model_dir))
-    entry = ModelRepository(repo).load_one(model, only=versions)
+    entry = ModelRepository(repo).load_one(
+        model, only=list(space.versions or version_numbers(model_dir))
+    )
     spec = entry.spec
     if spec is None:
         raise SpecError(f"model {model!r} has no model.yaml")
@@ -125,60 +127,78 @@ def tune(
             "generation models"
         )
     notes: list[str] = []
-    for message in entry.errors:
-        notes.append(f"left out: {message}")
-    loaded = sorted(entry.versions)
-    if not loaded:
-        raise SpecError(f"model {model!r}: no version loaded: {'; '.join(entry.errors)}")
-
     metric = spec.eval.metric
-    values: dict[int, float] = {}
-    with steps.step(
-        f"scoring {len(loaded)} version(s) on the eval set", total=len(loaded)
-    ) as advance:
-        for number in loaded:
-            values[number] = score(entry, number).value
+    members: list[str] = []
+    sent: dict[float, float] = {}
+    """A cascade threshold's share of items sent on."""
+    if cascade.is_cascade(spec):
+        assert spec.cascade is not None
+        given = [name for name, value in asdict(space).items() if value is not None]
+        if given:
+            raise SpecError(
+                f"model {model!r} is a cascade: its members serve it with their own settings, "
+                f"so it has no {', '.join(given)} to try; tune its members for those"
+            )
+        members = [spec.cascade.first, spec.cascade.then]
+        with steps.step("scoring every cascade threshold on the eval set", total=1) as advance:
+            found = cascade.curve(entry)
             advance(1)
-    for version in entry.versions.values():
-        version.close()
-    sources = [v for v in loaded if v not in spec.variants] or loaded
-    best_source = (min if metric in LOWER_IS_BETTER else max)(values[v] for v in sources)
-    limit = bounds.limit(metric, best_source)
-    if limit is None and spec.eval.threshold is not None:
-        limit = spec.eval.threshold
-        notes.append(f"metric bound: the model's eval threshold ({metric} {limit:g})")
+        best_source = found.source
+        notes.append(f"best source: {spec.cascade.then} alone (every item sent on)")
+        limit = _limit(bounds, spec.eval.threshold, metric, best_source, notes)
+        kept = cascade.candidates(found.points, limit)
+        notes.append(
+            f"{len(found.points)} thresholds scored on the eval set; {len(kept)} measured "
+            "(the most accurate for each share sent on, thinned)"
+        )
+        configs = cascade_space([p.threshold for p in kept])
+        loaded: list[int] = []
+        scored = {p.threshold: p.metric for p in found.points}
+        sent = {p.threshold: p.share_sent for p in found.points}
 
-    points = cascade.threshold_points(entry)
-    configs = build_space(
-        loaded,
-        space.devices or devices(),
-        space.threads or default_threads(cpu().cores),
-        space.batches or default_batches(spec.batching.max_batch_size),
-        space.delays_ms if space.delays_ms is not None else default_delays(bounds.p99_ms),
-        [p.threshold for p in points],
-    )
-    by_threshold = {p.threshold: p.metric_value for p in points}
+        def metric_of(config: Config) -> float:
+            assert config.threshold is not None
+            return scored[config.threshold]
 
-    def metric_of(config: Config) -> float:
-        value = by_threshold.get(config.threshold)
-        return values[config.version] if value is None else value
+    else:
+        for message in entry.errors:
+            notes.append(f"left out: {message}")
+        loaded = sorted(entry.versions)
+        if not loaded:
+            raise SpecError(f"model {model!r}: no version loaded: {'; '.join(entry.errors)}")
+        values: dict[int, float] = {}
+        with steps.step(
+            f"scoring {len(loaded)} version(s) on the eval set", total=len(loaded)
+        ) as advance:
+            for number in loaded:
+                values[number] = score(entry, number).value
+                advance(1)
+        for version in entry.versions.values():
+            version.close()
+        sources = [v for v in loaded if v not in spec.variants] or loaded
+        best_source = (min if metric in LOWER_IS_BETTER else max)(values[v] for v in sources)
+        limit = _limit(bounds, spec.eval.threshold, metric, best_source, notes)
+        configs = build_space(
+            loaded,
+            space.devices or devices(),
+            space.threads or default_threads(cpu().cores),
+            space.batches or default_batches(spec.batching.max_batch_size),
+            space.delays_ms if space.delays_ms is not None else default_delays(bounds.p99_ms),
+        )
+
+        def metric_of(config: Config) -> float:
+            assert config.version is not None
+            return values[config.version]
 
     schedule = plan(len(configs), budget_s, load)
     steps.note(f"{len(configs)} configurations; {schedule.describe()}")
 
     with tempfile.TemporaryDirectory(prefix="inferd-tune-") as tmp:
         work = Path(tmp)
-        folders = staging.stage(
-            work / "configs",
-            model_dir,
-            configs,
-            lambda data, config: (
-                cascade.set_threshold(data, config.threshold)
-                if config.threshold is not None
-                else None
-            ),
-        )
-        with staging.Fleet(work, folders, staging.per_server(model_dir, loaded)) as fleet:
+        folders = staging.stage(work / "configs", model_dir, configs)
+        companions = staging.stage_members(work / "members", repo, members)
+        servers = staging.per_server(model_dir, loaded)
+        with staging.Fleet(work, folders, servers, companions) as fleet:
 
             def measure(config: Config, effort: Effort, under: Load = load) -> Measurement:
                 url, name = fleet.url(config), folders[config].name
@@ -195,7 +215,14 @@ def tune(
                 before_rung=fleet.expect,
             )
             rows = [
-                Row(c, metric_of(c), m.measurement, m.rung, metric_ok(metric, metric_of(c), limit))
+                Row(
+                    c,
+                    metric_of(c),
+                    m.measurement,
+                    m.rung,
+                    metric_ok(metric, metric_of(c), limit),
+                    share_sent=None if c.threshold is None else sent[c.threshold],
+                )
                 for c, m in measured.items()
             ]
             front = pareto_front(rows, metric)
@@ -230,9 +257,20 @@ def tune(
     folder = report.write(out, rows, summary)
     applied = False
     if apply and chosen is not None:
-        pinning.apply(model_dir, chosen.config, cascade.set_threshold)
+        pinning.apply(model_dir, chosen.config)
         applied = True
     return Tuned(model, rows, chosen, near, summary, folder, applied, notes)
+
+
+def _limit(
+    bounds: Bounds, threshold: float | None, metric: str, best_source: float, notes: list[str]
+) -> float | None:
+    """The worst metric allowed: the bound given, else the model's eval threshold."""
+    limit = bounds.limit(metric, best_source)
+    if limit is None and threshold is not None:
+        limit = threshold
+        notes.append(f"metric bound: the model's eval threshold ({metric} {limit:g})")
+    return limit
 
 
 def _confirm(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from inferd.errors import SpecError
 from inferd.repository import version_numbers
@@ -48,11 +49,28 @@ def next_version(model_dir: Path) -> int:
     return max(version_numbers(model_dir), default=0) + 1
 
 
-def _round_trip() -> YAML:
-    yaml = YAML()  # round-trip: keeps the comments, order and layout people wrote
+def round_trip(text: str) -> tuple[YAML, Any]:
+    """model.yaml's text loaded for an edit that keeps the comments, order and layout people
+    wrote, and the YAML that dumps it back so: with the file's own indentation (its
+    "  - item" or "- item" lists are kept, not reflowed)."""
+    _, indent, offset = load_yaml_guess_indent(text)
+    yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 100
-    return yaml
+    sequence, offset = indent or 2, offset or 0
+    yaml.indent(mapping=max(sequence - offset, 2), sequence=sequence, offset=offset)
+    return yaml, yaml.load(text)
+
+
+def dumped(yaml: YAML, data: Any, path: Path) -> str:
+    """The edited data as text, checked to load as a model.yaml (nothing that does not load
+    is ever written)."""
+    buffer = io.StringIO()
+    yaml.dump(data, buffer)
+    text = buffer.getvalue()
+    loaded = YAML(typ="safe").load(text)
+    parse_spec({"name": path.parent.name, **loaded}, str(path))
+    return text
 
 
 def _plain(value: Any) -> Any:
@@ -72,8 +90,7 @@ def recorded(model_dir: Path, version: int, variant: VariantSpec) -> str:
     spec = load_spec(model_dir)
     if spec is None:
         raise SpecError(f"{model_dir} has no model.yaml to record the variant in")
-    yaml = _round_trip()
-    data = yaml.load(path.read_text(encoding="utf-8"))
+    yaml, data = round_trip(path.read_text(encoding="utf-8"))
     if data.get("versions", "latest") == "latest":
         served = max((v for v in version_numbers(model_dir) if v != version), default=None)
         if served is not None:
@@ -82,11 +99,7 @@ def recorded(model_dir: Path, version: int, variant: VariantSpec) -> str:
     if variants is None:
         data["variants"] = variants = {}
     variants[version] = _plain(variant.model_dump())
-    buffer = io.StringIO()
-    yaml.dump(data, buffer)
-    text = buffer.getvalue()
-    parse_spec(YAML(typ="safe").load(text), str(path))  # what is written must load
-    return text
+    return dumped(yaml, data, path)
 
 
 def replace_text(path: Path, text: str) -> None:

@@ -24,35 +24,8 @@ from inferd.spec import load_spec
 from tests.support import cascades
 
 
-def _with_eval(root: Path) -> Path:
-    """The test cascade with eval data labelled by `big` on some items and `small` on others,
-    so sending items on helps on some and hurts on others."""
-    cascades.repository(root)
-    repository = ModelRepository(root)
-    repository.load()
-    instances = np.random.default_rng(1).normal(size=(40, 4)).round(3).tolist()
-    small, big = (
-        repository.entry(n).latest.predictive.predict_instances(instances)  # type: ignore[union-attr]
-        for n in ("small", "big")
-    )
-    lines = [
-        json.dumps({"instance": x, "target": (b if i % 3 else s).fields["label"]})  # type: ignore[union-attr]
-        for i, (x, s, b) in enumerate(zip(instances, small, big, strict=True))
-    ]
-    (root / "cascade" / "eval.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    cascades.cascade(
-        root,
-        "cascade",
-        "small",
-        "big",
-        "confidence < 0.7",
-        eval={"data": "eval.jsonl", "metric": "accuracy"},
-    )
-    return root
-
-
 def test_every_point_is_what_the_cascade_gives_at_its_threshold(tmp_path: Path) -> None:
-    root = _with_eval(tmp_path)
+    root = cascades.with_eval(tmp_path)
     found = cascade_thresholds(ModelRepository(root).load_one("cascade"))
     assert found[0].share_sent == 0 and found[-1].share_sent == 1
     assert found[0].threshold == 0 and found[-1].threshold == 1.01
@@ -86,7 +59,7 @@ def test_points_send_tied_confidences_together_and_choose_the_shortest_threshold
 
 
 def test_write_when_keeps_the_file_and_refuses_a_model_without_a_cascade(tmp_path: Path) -> None:
-    root = _with_eval(tmp_path)
+    root = cascades.with_eval(tmp_path)
     path = root / "cascade" / "model.yaml"
     path.write_text("# chosen by hand\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
     write_when(root / "cascade", "confidence < 0.55")

@@ -88,3 +88,18 @@ def test_a_model_without_model_yaml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"no model\.yaml"):
         write_variant(tmp_path / "bare", VariantSpec(method="fp16", source=1), copy_of_v1)
     assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["1"]
+
+
+@pytest.mark.parametrize("style", ["  - ", "- "])
+def test_a_variant_record_keeps_the_files_list_layout(digits: Path, style: str) -> None:
+    path = digits / "model.yaml"
+    before = path.read_text()  # the bundled file writes "  - item"
+    if style == "- ":
+        before = before.replace("\n  - ", "\n- ").replace("\n    ", "\n  ")
+    path.write_text(before)
+    write_variant(digits, VariantSpec(method="fp16", source=1), copy_of_v1)
+    after = path.read_text()
+    kept = [line for line in before.splitlines() if not line.startswith("versions")]
+    assert all(line in after.splitlines() for line in kept)  # nothing reflowed
+    spec = load_spec(digits)
+    assert spec is not None and spec.variants[2].method == "fp16" and spec.preprocess

@@ -70,6 +70,8 @@ class Row:
     meets_metric: bool
     pareto: bool = False
     chosen: bool = False
+    share_sent: float | None = None
+    """A cascade's share of items sent on to its second model (None: not a cascade)."""
 
     @property
     def meets_latency(self) -> bool:
@@ -113,8 +115,8 @@ def choose(rows: Sequence[Row], metric: str) -> Row | None:
         key=lambda r: (
             speed_key(r.measurement),
             better_metric(metric, r.metric_value),
-            -r.config.threads,
-            -r.config.max_delay_ms,
+            -(r.config.threads or 0),
+            -(r.config.max_delay_ms or 0.0),
         ),
     )
 

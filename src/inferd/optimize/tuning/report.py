@@ -36,6 +36,25 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
 
 
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _settings(row: Row) -> list[str]:
+    """The cells that say how a configuration serves: a cascade's `when` and the share of
+    items it sends on, or version, device, threads and batching."""
+    c = row.config
+    if c.threshold is not None:
+        return [f"confidence < {c.threshold:g}", _share(row.share_sent)]
+    return [
+        str(c.version),
+        str(c.device),
+        str(c.threads),
+        str(c.max_batch_size),
+        f"{c.max_delay_ms or 0:g}",
+    ]
+
+
 def markdown(rows: Sequence[Row], summary: Summary) -> str:
     s = summary
     limit = (
@@ -58,8 +77,13 @@ def markdown(rows: Sequence[Row], summary: Summary) -> str:
         lines.append("- chosen: **none** — no configuration met both bounds; closest first below")
     else:
         c = s.chosen.config
+        sends = (
+            ""
+            if c.threshold is None
+            else f" (when confidence < {c.threshold:g}: {_share(s.chosen.share_sent)} sent on)"
+        )
         lines.append(
-            f"- chosen: **{c.label}** — {_num(s.chosen.measurement.rate)} req/s with p99 "
+            f"- chosen: **{c.label}**{sends} — {_num(s.chosen.measurement.rate)} req/s with p99 "
             f"{_num(s.chosen.measurement.p99_ms, 3)} ms, {s.metric} {s.chosen.metric_value:.4g}"
         )
         if s.confirmed is not None:
@@ -70,11 +94,23 @@ def markdown(rows: Sequence[Row], summary: Summary) -> str:
                 f"({verdict})"
             )
     lines += [f"- {note}" for note in s.notes]
+    cascade = any(r.config.threshold is not None for r in rows)
+    settings = (
+        [("when", "---"), ("sent on", "---:")]
+        if cascade
+        else [
+            ("version", "---:"),
+            ("device", "---"),
+            ("threads", "---:"),
+            ("max batch", "---:"),
+            ("delay ms", "---:"),
+        ]
+    )
     lines += [
         "",
-        f"| configuration | version | device | threads | max batch | delay ms | {s.metric} "
+        f"| configuration | {' | '.join(name for name, _ in settings)} | {s.metric} "
         "| req/s at p99 bound | p99 ms | measured | bounds | |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|",
+        f"|---|{'|'.join(align for _, align in settings)}|---:|---:|---:|---|---|---|",
     ]
     for row in rows:
         c, m = row.config, row.measurement
@@ -92,8 +128,8 @@ def markdown(rows: Sequence[Row], summary: Summary) -> str:
             mark for mark, on in (("**chosen**", row.chosen), ("pareto", row.pareto)) if on
         )
         lines.append(
-            f"| {c.label} | {c.version} | {c.device} | {c.threads} | {c.max_batch_size} | "
-            f"{c.max_delay_ms:g} | {row.metric_value:.4g} | {_num(m.rate)} | "
+            f"| {c.label} | {' | '.join(_settings(row))} | {row.metric_value:.4g} | "
+            f"{_num(m.rate)} | "
             f"{_num(m.p99_ms, 3)} | rung {row.rung + 1} ({m.trials} levels, {m.seconds:.0f} s) | "
             f"{verdict} | {marks} |"
         )
@@ -131,6 +167,7 @@ def as_json(rows: Sequence[Row], summary: Summary) -> dict[str, Any]:
             "max_batch_size": c.max_batch_size,
             "max_delay_ms": c.max_delay_ms,
             "threshold": c.threshold,
+            "share_sent": r.share_sent,
             "metric": r.metric_value,
             "measured": measurement(r.measurement),
             "rung": r.rung + 1,

@@ -1,14 +1,18 @@
 """The temporary repository and the `inferd serve` the configurations are measured on.
 
-Each configuration becomes a model folder of its own: the source model.yaml with its name,
-`versions:`, `batching:` and `runtime:` set, the chosen version folder and the model's other
-files (labels, tokenizer, eval data) linked, never copied. One server holds as many as fit in
-memory, so configurations are measured one at a time without restarting it. Decide-rule
-actions are left out (a load test must not send webhooks) and so is the prediction log.
+Each configuration becomes a model folder of its own: the source model.yaml with its name and
+the configuration's settings (`versions:`, `batching:` and `runtime:`, or a cascade's `when`),
+the chosen version folder and the model's other files (labels, tokenizer, eval data) linked,
+never copied. A cascade's members are staged once, under their own names, beside every
+cascade configuration (`stage_members`): all its thresholds share them. One server holds as
+many as fit in memory, so configurations are measured one at a time without restarting it.
+Decide-rule actions are left out (a load test must not send webhooks) and so is the
+prediction log.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -16,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,65 +29,67 @@ import httpx
 import yaml
 
 from inferd.errors import InferdError, SpecError
-from inferd.optimize.tuning.space import Config
+from inferd.optimize.tuning.space import Config, merge
 from inferd.spec import parse_spec
 
 MEMORY_BUDGET_BYTES = 2 * 1024**3
 """What the configurations' sessions may hold at once, at ~4x their artifacts' size."""
 
-Configure = Callable[[dict[str, Any], Config], None]
-"""Sets what a configuration changes in model.yaml beyond batching and runtime (a cascade's
-threshold); the default changes nothing."""
 
-
-def configured(data: dict[str, Any], name: str, config: Config) -> dict[str, Any]:
-    """model.yaml's data for one configuration."""
-    data = dict(data)
+def configured(data: dict[str, Any], name: str, config: Config | None) -> dict[str, Any]:
+    """model.yaml's data for one configuration (None: as written), quiet under load."""
+    data = copy.deepcopy(data)
     data["name"] = name
-    data["versions"] = [config.version]
-    data["batching"] = {
-        **(data.get("batching") or {}),
-        "max_batch_size": config.max_batch_size,
-        "max_delay_ms": config.max_delay_ms,
-    }
-    data["runtime"] = {
-        **(data.get("runtime") or {}),
-        "threads": config.threads,
-        "device": config.device,
-    }
+    if config is not None:
+        merge(data, config.settings())
     data.pop("prediction_log", None)
     if data.get("decide"):
         data["decide"] = [{**rule, "actions": []} for rule in data["decide"]]
     return data
 
 
-def stage(
-    root: Path,
-    model_dir: Path,
-    configs: Sequence[Config],
-    configure: Configure = lambda data, config: None,
-) -> dict[Config, Path]:
-    """Write one model folder per configuration under `root`."""
+def _write(folder: Path, model_dir: Path, config: Config | None, versions: Sequence[str]) -> None:
+    """`folder`: the model's files linked (its version folders: only `versions`), and its
+    model.yaml for `config` written, once it is known to load."""
     source = yaml.safe_load((model_dir / "model.yaml").read_text(encoding="utf-8"))
-    shared = [
-        p
-        for p in model_dir.iterdir()
-        if p.name != "model.yaml" and not p.name.startswith(".") and not p.name.isdigit()
-    ]
+    folder.mkdir(parents=True)
+    for path in model_dir.iterdir():
+        if path.name == "model.yaml" or path.name.startswith("."):
+            continue
+        if not path.name.isdigit() or path.name in versions:
+            (folder / path.name).symlink_to(path.resolve())
+    data = configured(source, folder.name, config)
+    parse_spec(data, str(folder / "model.yaml"))  # a configuration that cannot load fails here
+    (folder / "model.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def stage(root: Path, model_dir: Path, configs: Sequence[Config]) -> dict[Config, Path]:
+    """Write one model folder per configuration under `root`."""
     folders = {}
     for config in configs:
-        name = config.folder(model_dir.name)
-        folder = root / name
-        folder.mkdir(parents=True)
-        for path in shared:
-            (folder / path.name).symlink_to(path.resolve())
-        (folder / str(config.version)).symlink_to((model_dir / str(config.version)).resolve())
-        data = configured(source, name, config)
-        configure(data, config)
-        parse_spec(data, str(folder / "model.yaml"))  # a configuration that cannot load fails here
-        (folder / "model.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        folder = root / config.folder(model_dir.name)
+        chosen = [] if config.version is None else [str(config.version)]
+        _write(folder, model_dir, config, chosen)
         folders[config] = folder
     return folders
+
+
+def stage_members(root: Path, repo: Path, members: Sequence[str]) -> list[Path]:
+    """A cascade's members under `root`, by their own names (the cascade names them), served
+    as their model.yaml says."""
+    for name in members:
+        if not (repo / name / "model.yaml").is_file():
+            raise SpecError(
+                f"the cascade's member {name!r} is not a model of {repo} (no {repo / name}/"
+                "model.yaml); the cascade's `first` and `then` must name models beside it"
+            )
+    staged = []
+    for name in members:
+        model_dir = repo / name
+        numbers = [p.name for p in model_dir.iterdir() if p.name.isdigit()]
+        _write(root / name, model_dir, None, numbers)
+        staged.append(root / name)
+    return staged
 
 
 def per_server(model_dir: Path, versions: Sequence[int]) -> int:
@@ -176,10 +182,18 @@ class Fleet:
     """Servers over the staged configurations, as many at a time as fit: `url(config)`
     starts one (stopping the last) when the configuration is not already served."""
 
-    def __init__(self, work: Path, folders: dict[Config, Path], per_server: int) -> None:
+    def __init__(
+        self,
+        work: Path,
+        folders: dict[Config, Path],
+        per_server: int,
+        members: Sequence[Path] = (),
+    ) -> None:
         self.work = work
         self.folders = folders
         self.per_server = per_server
+        self.members = list(members)
+        """Folders every server holds beside the configurations (a cascade's members)."""
         self.order: list[Config] = list(folders)
         self._server: Server | None = None
         self._serving: set[Config] = set()
@@ -203,8 +217,8 @@ class Fleet:
         self._count += 1
         root = self.work / f"server-{self._count}" / "repo"
         root.mkdir(parents=True)
-        for member in chunk:
-            (root / self.folders[member].name).symlink_to(self.folders[member])
+        for folder in [*self.members, *(self.folders[c] for c in chunk)]:
+            (root / folder.name).symlink_to(folder)
         log = root.parent / "server.log"
         self._server = Server(root, [self.folders[c].name for c in chunk], log)
         self._serving = set(chunk)

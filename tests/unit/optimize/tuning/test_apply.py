@@ -51,8 +51,8 @@ def test_apply_adds_missing_sections(tmp_path: Path) -> None:
     assert spec is not None and spec.batching.max_batch_size == 8 and spec.versions == [1]
 
 
-def test_a_cascade_threshold_needs_a_writer(digits: Path) -> None:
+def test_a_threshold_on_a_model_that_is_no_cascade_writes_nothing(digits: Path) -> None:
     before = (digits / "model.yaml").read_text()
-    with pytest.raises(SpecError, match="threshold"):
-        apply(digits, Config(1, "cpu", 1, 8, 0.0, threshold=0.8))
+    with pytest.raises(SpecError, match="cascade"):
+        apply(digits, Config.cascade(0.8))
     assert (digits / "model.yaml").read_text() == before
