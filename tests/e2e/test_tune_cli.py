@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import BUNDLED
+from tests.support import cascades
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,3 +93,58 @@ def test_bad_input_is_a_clear_error(repo: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert both.returncode == 1 and "not both" in both.stderr
     assert not (tmp_path / "tune-reports").exists()
+
+
+def test_tune_a_cascade_chooses_its_threshold(teacher_model: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(BUNDLED / "support-intent", repo / "support-intent")
+    (repo / "support-intent-minilm").symlink_to(teacher_model)
+    folder = cascades.cascade(
+        repo,
+        "support-intent-cascade",
+        "support-intent",
+        "support-intent-minilm",
+        "confidence < 0.8",
+        eval={"data": "eval/test.jsonl", "metric": "accuracy"},
+    )
+    (folder / "eval").mkdir()
+    shutil.copyfile(repo / "support-intent" / "eval" / "test.jsonl", folder / "eval" / "test.jsonl")
+    members = {
+        m: (repo / m / "model.yaml").read_text()
+        for m in ("support-intent", "support-intent-minilm")
+    }
+    done = run_tune(
+        tmp_path,
+        "support-intent-cascade", "--repo", str(repo), "--p99-ms", "2000", "--max-drop", "0.01",
+        "--budget-s", "15", "--rate", "5", "--out", str(tmp_path / "report"), "--apply",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    rows = data["configurations"]
+    assert 2 <= len(rows) <= 6
+    assert all(r["threshold"] is not None and 0 <= r["share_sent"] <= 1 for r in rows)
+    assert all(r["version"] is None and r["threads"] is None for r in rows)
+    chosen = data["chosen"]
+    assert chosen["meets_metric"] and chosen["metric"] >= data["best_source"] - 0.01
+    assert chosen["share_sent"] < 1.0  # a cascade that sends everything on is the big model
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| when | sent on |" in report and f"{chosen['share_sent']:.1%}" in report
+    when = f"confidence < {chosen['threshold']:g}"
+    assert f"pinned in {repo / folder.name / 'model.yaml'}: cascade.when" in done.stdout
+    assert when in (folder / "model.yaml").read_text()
+    assert sorted(p.name for p in folder.iterdir()) == ["eval", "model.yaml"]
+    assert {m: (repo / m / "model.yaml").read_text() for m in members} == members
+
+
+def test_a_cascade_with_a_missing_member_is_a_clear_error(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(BUNDLED / "support-intent", repo / "support-intent")
+    folder = cascades.cascade(
+        repo, "c", "support-intent", "gone", "confidence < 0.8",
+        eval={"data": "eval/test.jsonl", "metric": "accuracy"},
+    )  # fmt: skip
+    before = (folder / "model.yaml").read_text()
+    done = run_tune(tmp_path, "c", "--repo", str(repo), "--p99-ms", "100", "--apply")
+    assert done.returncode == 1
+    assert "its then model 'gone' is not a model of this repository" in done.stderr
+    assert (folder / "model.yaml").read_text() == before
