@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import torch
 
 TEMPERATURE = 2.0
-ALPHA = 0.3
+ALPHA = 0.5
 SEED = 0
 
 
