@@ -14,8 +14,12 @@ transform) and a per-intent confusion summary.
 
 Serving transform (inferd's text stage, model.yaml `preprocess`): `Tokenizer.from_file`,
 truncation to 64 tokens, one message encoded at a time (ids, attention mask of 1s), and a batch
-padded to its longest message with id 0 / mask 0. `serving_encode` is this script's copy of it;
-training and every check go through the tokenizer.json that is written.
+padded to its longest message with id 0 / mask 0. `serving_encode` (in recipe.py) is the
+copy of it that training and every check use, through the tokenizer.json that is written.
+
+The model, its training step, optimizer, schedule and export are the recipe's
+(examples/support_intent/recipe.py, named in model.yaml `recipe:`), and it is trained by
+`inferd.optimize.training.fit`: distillation and pruning retrain it exactly as this script does.
 
 The tokenizer is a byte-pair encoder trained on the training messages only (NFKC + lower-case,
 split on whitespace and punctuation, digits one by one; `[PAD]` = 0, `[UNK]` = 1). The model is
@@ -34,50 +38,45 @@ transformer (0.59-0.76 on an earlier, smaller version of the data).
 
 from __future__ import annotations
 
-import csv
 import json
+import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from sklearn.model_selection import StratifiedKFold, train_test_split
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from sklearn.model_selection import StratifiedKFold
+from tokenizers import Tokenizer
 from torch import nn
 
+if __package__ in (None, ""):  # run as a script: the repository root holds `examples`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from examples.support_intent.recipe import (
+    MAX_LENGTH,
+    MODEL_DIR,
+    SEED,
+    IntentNet,
+    SupportIntentRecipe,
+    load_messages,
+    load_serving_tokenizer,
+    serving_encode,
+    split,
+    train_tokenizer,
+)
 from inferd.optimize.export import (
-    OnnxRecipe,
-    export_onnx,
     onnx_session,
     reproducible,
     write_jsonl,
     write_labels,
     write_model_yaml,
 )
+from inferd.optimize.training import fit
 
-SEED = 0
-TEST_SIZE = 0.2
-MAX_LENGTH = 64  # model.yaml max_length: longer messages are cut to 64 tokens
-VOCAB_SIZE = 3000  # an upper bound: the trainer stops when no pair is left to merge
-NGRAMS = (2, 5)  # character n-gram lengths that stand for each token
-EPOCHS = 60
-BATCH = 32
-LR = 0.1
-L2 = 1e-4  # squared-norm penalty on the n-gram weights
 CV_FOLDS = 5
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-MESSAGES = HERE / "messages.csv"
-MODEL_DIR = ROOT / "model_repository" / "support-intent"
-TOKENS = ("input_ids", "attention_mask")  # model.onnx inputs, in order: int64 [N, L]
-RECIPE = OnnxRecipe(
-    {name: np.ones((2, 8), np.int64) for name in TOKENS},
-    outputs=("logits",),
-    dynamic={name: {0: "N", 1: "L"} for name in TOKENS},
-)
 
 MODEL_YAML = """\
 # The bundled text-classification example; rebuild with examples/support_intent/train.py.
@@ -102,189 +101,22 @@ labels: labels.txt
 batching: {max_batch_size: 64, max_delay_ms: 0}
 runtime: {threads: 1}
 eval: {data: eval/test.jsonl, metric: accuracy, threshold: 0.9}
+recipe: examples.support_intent.recipe
 """
 
 
-# --- data and tokenizer --------------------------------------------------------------------------
+def train(recipe: SupportIntentRecipe) -> IntentNet:
+    """The model trained from scratch on the recipe's labelled messages (cross-entropy)."""
+    model = recipe.build(None)
+    data = recipe.load_data()
+    targets = torch.tensor([recipe.labels.index(t) for t in data.targets])
 
+    def loss_for(rows: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda logits: nn.functional.cross_entropy(logits, targets[torch.from_numpy(rows)])
 
-def load_messages() -> tuple[list[str], list[str]]:
-    with MESSAGES.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [row["text"] for row in rows], [row["intent"] for row in rows]
-
-
-def train_tokenizer(texts: list[str]) -> Tokenizer:
-    """A byte-pair tokenizer learnt from `texts`, with `[PAD]` = 0 and `[UNK]` = 1."""
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
-        min_frequency=1,
-        special_tokens=["[PAD]", "[UNK]"],
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer)
-    assert tokenizer.token_to_id("[PAD]") == 0 and tokenizer.token_to_id("[UNK]") == 1
-    # Names the pad token for batch encoders; encoding one message never pads.
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    return tokenizer
-
-
-def load_serving_tokenizer(path: Path) -> Tokenizer:
-    """The tokenizer as inferd's text stage loads it for model.yaml."""
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.enable_truncation(max_length=MAX_LENGTH)
-    return tokenizer
-
-
-def serving_encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Texts → (input_ids, attention_mask) int64 [N, L], as the text stage and batcher do it.
-
-    Each text is encoded on its own (ids, a mask of 1s); the batch is padded on the right to
-    its longest item with id 0 and mask 0.
-    """
-    encodings = [tokenizer.encode(text) for text in texts]
-    length = max(len(e.ids) for e in encodings)
-    ids = np.zeros((len(texts), length), np.int64)
-    mask = np.zeros((len(texts), length), np.int64)
-    for row, encoding in enumerate(encodings):
-        ids[row, : len(encoding.ids)] = encoding.ids
-        mask[row, : len(encoding.attention_mask)] = encoding.attention_mask
-    return ids, mask
-
-
-# --- the model -----------------------------------------------------------------------------------
-
-
-def token_features(
-    tokenizer: Tokenizer, train_ids: np.ndarray, train_mask: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Each vocabulary token's features (itself and its character n-grams) and their idf.
-
-    Returns feature indices [V, K] (padded with F, the number of features) and weights [V, K]
-    (the feature's smoothed idf over the training messages, 0 for padding), and F.
-    """
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    assert [i for _, i in vocab] == list(range(len(vocab)))
-    per_token: list[list[str]] = []
-    for token, i in vocab:
-        if i == 0:  # [PAD] stands for nothing
-            per_token.append([])
-            continue
-        features = {"token:" + token}
-        if not token.startswith("["):
-            word = f"<{token}>"
-            for n in range(NGRAMS[0], NGRAMS[1] + 1):
-                features.update(word[j : j + n] for j in range(len(word) - n + 1))
-        per_token.append(sorted(features))
-    names = sorted({f for features in per_token for f in features})
-    index = {name: k for k, name in enumerate(names)}
-    token_index = [[index[f] for f in features] for features in per_token]
-
-    document_frequency = np.zeros(len(names))
-    for ids, mask in zip(train_ids, train_mask, strict=True):
-        present = {k for t in set(ids[mask == 1].tolist()) for k in token_index[t]}
-        document_frequency[sorted(present)] += 1
-    n = len(train_ids)
-    idf = np.log((1 + n) / (1 + document_frequency)) + 1  # scikit-learn's smooth idf
-
-    width = max(len(row) for row in token_index)
-    feature_ids = np.full((len(vocab), width), len(names), np.int64)
-    weights = np.zeros((len(vocab), width), np.float32)
-    for t, row in enumerate(token_index):
-        feature_ids[t, : len(row)] = row
-        weights[t, : len(row)] = idf[row]
-    return torch.from_numpy(feature_ids), torch.from_numpy(weights), len(names)
-
-
-class IntentNet(nn.Module):
-    """(input_ids, attention_mask) int64 [N, L] → logits [N, C]; what model.onnx computes.
-
-    `scores[t]` is token t's contribution to the logits and `squares[t]` the sum of its
-    squared feature weights; padding positions (mask 0) contribute nothing.
-    """
-
-    def __init__(self, scores: torch.Tensor, squares: torch.Tensor, bias: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("scores", scores)
-        self.register_buffer("squares", squares)
-        self.register_buffer("bias", bias)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pooled_logits(self.scores, self.squares, self.bias, input_ids, attention_mask)
-
-
-def pooled_logits(
-    scores: torch.Tensor,
-    squares: torch.Tensor,
-    bias: torch.Tensor,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-) -> torch.Tensor:
-    mask = attention_mask.to(scores.dtype)
-    total = (scores[input_ids] * mask.unsqueeze(-1)).sum(1)
-    norm = (squares[input_ids] * mask).sum(1, keepdim=True).clamp(min=1e-6).sqrt()
-    return total / norm + bias
-
-
-class SubwordBag(nn.Module):
-    """The training form of IntentNet: the per-token scores are sums of n-gram weights."""
-
-    def __init__(
-        self, feature_ids: torch.Tensor, weights: torch.Tensor, features: int, classes: int
-    ) -> None:
-        super().__init__()
-        self.register_buffer("feature_ids", feature_ids)
-        self.register_buffer("weights", weights)
-        self.register_buffer("squares", (weights**2).sum(1))
-        self.ngram = nn.Embedding(features + 1, classes, padding_idx=features)
-        nn.init.normal_(self.ngram.weight, std=0.01)
-        with torch.no_grad():
-            self.ngram.weight[features].zero_()
-        self.bias = nn.Parameter(torch.zeros(classes))
-
-    def scores(self) -> torch.Tensor:
-        return (self.ngram(self.feature_ids) * self.weights.unsqueeze(-1)).sum(1)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pooled_logits(self.scores(), self.squares, self.bias, input_ids, attention_mask)
-
-    def folded(self) -> IntentNet:
-        with torch.no_grad():
-            return IntentNet(
-                self.scores().detach().clone(),
-                self.squares.clone(),
-                self.bias.detach().clone(),
-            ).eval()
-
-
-def train(tokenizer: Tokenizer, texts: list[str], targets: np.ndarray, classes: int) -> IntentNet:
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
-    ids, mask = serving_encode(tokenizer, texts)
-    model = SubwordBag(*token_features(tokenizer, ids, mask), classes)
-    inputs, masks = torch.from_numpy(ids), torch.from_numpy(mask)
-    labels = torch.from_numpy(targets)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
-    steps = EPOCHS * -(-len(texts) // BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps)
-    model.train()
-    for _ in range(EPOCHS):
-        order = torch.from_numpy(rng.permutation(len(texts)))
-        for start in range(0, len(order), BATCH):
-            batch = order[start : start + BATCH]
-            logits = model(inputs[batch], masks[batch])
-            loss = nn.functional.cross_entropy(logits, labels[batch])
-            loss = loss + L2 * model.ngram.weight.pow(2).sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return model.folded()
+    fit(recipe, model, data.instances, loss_for, epochs=recipe.epochs, seed=SEED)
+    folded: IntentNet = model.folded()  # type: ignore[operator]
+    return folded
 
 
 def torch_logits(model: nn.Module, tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
@@ -294,15 +126,17 @@ def torch_logits(model: nn.Module, tokenizer: Tokenizer, texts: list[str]) -> np
     return logits.numpy()
 
 
-def cross_validate(texts: list[str], targets: np.ndarray, classes: int) -> float:
+def cross_validate(texts: list[str], intents: list[str], labels: list[str]) -> float:
     """Mean accuracy over folds of the training messages (tokenizer refit on each fold)."""
+    targets = np.array([labels.index(i) for i in intents])
     folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED)
     scores = []
     for fit_rows, check_rows in folds.split(texts, targets):
         fit_texts = [texts[i] for i in fit_rows]
         tokenizer = train_tokenizer(fit_texts)
         tokenizer.enable_truncation(max_length=MAX_LENGTH)
-        model = train(tokenizer, fit_texts, targets[fit_rows], classes)
+        fold = SupportIntentRecipe(tokenizer, fit_texts, [intents[i] for i in fit_rows], labels)
+        model = train(fold)
         logits = torch_logits(model, tokenizer, [texts[i] for i in check_rows])
         scores.append(float((logits.argmax(1) == targets[check_rows]).mean()))
     return float(np.mean(scores))
@@ -375,9 +209,7 @@ def main() -> None:
     labels = sorted(set(intents))
     counts = Counter(intents)
     print(f"messages: {len(texts)} ({', '.join(f'{k} {counts[k]}' for k in labels)})")
-    train_x, test_x, train_i, test_i = train_test_split(
-        texts, intents, test_size=TEST_SIZE, random_state=SEED, stratify=intents
-    )
+    train_x, test_x, train_i, test_i = split(texts, intents)
     train_y = np.array([labels.index(i) for i in train_i])
     test_y = np.array([labels.index(i) for i in test_i])
     print(f"split: {len(train_x)} train, {len(test_x)} test (stratified, seed {SEED})")
@@ -391,13 +223,13 @@ def main() -> None:
         f"{np.mean(lengths):.1f} tokens per message on average, longest {max(lengths)}"
     )
 
-    cv_accuracy = cross_validate(train_x, train_y, len(labels))
+    cv_accuracy = cross_validate(train_x, train_i, labels)
     print(f"{CV_FOLDS}-fold cross-validated accuracy on the training messages: {cv_accuracy:.4f}")
     fit_started = time.perf_counter()
-    model = train(tokenizer, train_x, train_y, len(labels))
+    recipe = SupportIntentRecipe(tokenizer, train_x, train_i, labels)
+    model = train(recipe)
     fit_seconds = time.perf_counter() - fit_started
-    ids, mask = serving_encode(tokenizer, train_x)
-    features = token_features(tokenizer, ids, mask)[2]
+    features = recipe.build(None).ngram.num_embeddings - 1  # type: ignore[union-attr]
     print(
         f"model: token → idf-weighted sum of {features} learnt character 2-5-gram and token "
         f"weights → masked sum / sqrt(sum of squared weights) → {len(labels)} logits; "
@@ -408,8 +240,7 @@ def main() -> None:
     print(f"trained in {fit_seconds:.1f} s; training accuracy {train_accuracy:.4f}")
 
     onnx_path = MODEL_DIR / "1" / "model.onnx"
-    ids, mask = serving_encode(tokenizer, test_x)
-    export_onnx(model, onnx_path, RECIPE, dict(zip(TOKENS, (ids, mask), strict=True)), rtol=1e-5)
+    recipe.export(model, onnx_path.parent)
     sess = onnx_session(onnx_path)
     check_onnx(sess, model, tokenizer, test_x)
 
