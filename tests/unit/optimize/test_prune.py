@@ -13,7 +13,7 @@ from inferd.errors import BadRequestError, NotFoundError, SpecError
 from inferd.hardware import cpu
 from inferd.optimize.evaluate import evaluate
 from inferd.optimize.measure import Comparison, Speed, eval_instances
-from inferd.optimize.prune import judge, prune
+from inferd.optimize.prune import judge, kept, prune
 from inferd.optimize.variants import Made
 from inferd.repository import load_model
 from inferd.spec import load_spec
@@ -65,6 +65,7 @@ def test_the_variant_has_half_the_channels_and_fewer_weights(pruned: tuple[Path,
     assert count_after < count_before / 3
     settings = made.variant.settings
     assert settings["ratio"] == 0.5 and settings["criterion"] == "group-l2-magnitude"
+    assert settings["channels_multiple_of"] == 8
     assert settings["parameters_after"] < settings["parameters_before"] / 3
     assert settings["widths_after"]["layers.18"] == 10  # the output layer keeps every class
     assert settings["fine_tune"]["epochs"] == 1 and settings["fine_tune"]["lr"] > 0
@@ -181,3 +182,11 @@ def test_a_slower_variant_is_refused_unless_allowed() -> None:
 def test_a_large_accuracy_drop_is_warned_about() -> None:
     [warning] = judge(comparison(ms=0.5, source_ms=1.0, value=0.9), allow_slower=False)
     assert "accuracy fell from 1.0000 to 0.9000" in warning
+
+
+def test_each_layer_keeps_a_multiple_of_8_channels_near_its_share() -> None:
+    assert [kept(width, 0.5, 8) for width in (16, 32, 64)] == [8, 16, 32]
+    assert [kept(width, 0.25, 8) for width in (16, 32, 64)] == [16, 24, 48]
+    assert kept(16, 0.9, 8) == 8  # never below the multiple
+    assert kept(16, 0.01, 8) == 16  # never above the width
+    assert kept(5, 0.5, 8) == 2  # narrower than the multiple: the plain share
