@@ -102,10 +102,21 @@ def recorded(model_dir: Path, version: int, variant: VariantSpec) -> str:
     return dumped(yaml, data, path)
 
 
+def _mode_of(path: Path | None, default: int) -> int:
+    """The permission bits of `path`, or `default` less the process's umask."""
+    if path is not None and path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return default & ~umask
+
+
 def replace_text(path: Path, text: str) -> None:
     """Write `path` aside in its folder, then rename it over the old one (atomic)."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); keep the mode the file had, else the umask's.
+        os.chmod(temporary, _mode_of(path, 0o666))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(temporary, path)
@@ -124,6 +135,7 @@ def write_variant(
     if load_spec(model_dir) is None:
         raise SpecError(f"{model_dir} has no model.yaml; a variant is recorded in it")
     staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=".variant-"))
+    os.chmod(staging, _mode_of(None, 0o777))  # mkdtemp's 0700 would hide it from other users
     try:
         built = build(staging)
         final = built if isinstance(built, VariantSpec) else variant

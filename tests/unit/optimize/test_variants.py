@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -103,3 +104,14 @@ def test_a_variant_record_keeps_the_files_list_layout(digits: Path, style: str) 
     assert all(line in after.splitlines() for line in kept)  # nothing reflowed
     spec = load_spec(digits)
     assert spec is not None and spec.variants[2].method == "fp16" and spec.preprocess
+
+
+def test_the_version_and_model_yaml_keep_ordinary_permissions(digits: Path) -> None:
+    (digits / "model.yaml").chmod(0o640)
+    previous = os.umask(0o022)
+    try:
+        write_variant(digits, VariantSpec(method="fp16", source=1), copy_of_v1)
+    finally:
+        os.umask(previous)
+    assert (digits / "2").stat().st_mode & 0o777 == 0o755  # not mkdtemp's private 0700
+    assert (digits / "model.yaml").stat().st_mode & 0o777 == 0o640  # the file's own mode
