@@ -20,16 +20,6 @@ from inferd.optimize.measure import (
 from inferd.repository import load_model
 from inferd.testing import FakeBackend
 
-ROOT = Path(__file__).resolve().parents[3]
-DIGITS = ROOT / "model_repository" / "digits"
-
-
-@pytest.fixture
-def digits(tmp_path: Path) -> Path:
-    copy = tmp_path / "digits"
-    shutil.copytree(DIGITS, copy)
-    return copy
-
 
 def test_a_version_compared_with_itself_scores_the_same(digits: Path) -> None:
     entry = load_model(digits)

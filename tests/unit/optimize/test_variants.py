@@ -12,16 +12,7 @@ from inferd.errors import SpecError
 from inferd.optimize.variants import tool_versions, write_variant
 from inferd.repository import load_model
 from inferd.spec import VariantSpec, load_spec
-
-ROOT = Path(__file__).resolve().parents[3]
-DIGITS = ROOT / "model_repository" / "digits"
-
-
-@pytest.fixture
-def digits(tmp_path: Path) -> Path:
-    copy = tmp_path / "digits"
-    shutil.copytree(DIGITS, copy)
-    return copy
+from tests.unit.optimize.conftest import DIGITS
 
 
 def copy_of_v1(folder: Path) -> None:
