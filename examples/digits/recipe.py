@@ -266,6 +266,11 @@ def from_onnx(onnx_path: Path) -> DigitNet:
 class DigitsRecipe:
     """`inferd.optimize.recipe.Recipe` for the digits CNN."""
 
+    keep_whole = ("layers.0", "layers.3")
+    """The first block's convolutions are not pruned: they read the raw pixels, and every
+    ratio that thinned them to 8 channels lost the same 5 eval digits, while pruning only the
+    later layers keeps accuracy within a point and still runs about 1.5x faster."""
+
     def build(self, onnx_path: Path | None) -> nn.Module:
         if onnx_path is None:
             return DigitNet().eval()

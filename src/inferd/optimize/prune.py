@@ -112,6 +112,7 @@ def prune(
         "ratio": ratio,
         "criterion": CRITERION,
         "scope": "per layer; output layer kept",
+        "kept_whole": list(getattr(recipe, "keep_whole", ())),
         "channels_multiple_of": multiple,
         "output_layer": output_layer,
         "parameters_before": before,
@@ -291,15 +292,16 @@ def remove_channels(
 ) -> str:
     """Remove about `ratio` of each prunable layer's channels, the least important by group
     L2 norm, keeping a multiple of `multiple` in each; return the name of the output layer,
-    which was kept whole."""
+    which was kept whole, as are the layers the recipe names in `keep_whole`."""
     example = recipe.encode(data.instances[:2], None)
     net.eval()
     output = last_layer(net, example)
     sizes = widths(net)
+    whole = kept_whole(recipe, net, output)
     ratios = {
         layer: 1.0 - kept(sizes[name], ratio, multiple) / sizes[name]
         for name, layer in layers(net)
-        if name != output and name in sizes
+        if name not in whole and name in sizes
     }
     pruner = tp.pruner.MetaPruner(
         net,
@@ -307,11 +309,24 @@ def remove_channels(
         importance=tp.importance.GroupMagnitudeImportance(p=2),
         pruning_ratio=ratio,
         pruning_ratio_dict=ratios,
-        ignored_layers=[net.get_submodule(output)],
+        ignored_layers=[net.get_submodule(name) for name in whole],
         global_pruning=False,
     )
     pruner.step()
     return output
+
+
+def kept_whole(recipe: Recipe, net: torch.nn.Module, output: str) -> list[str]:
+    """The output layer and the layers the recipe says to leave whole (checked to exist)."""
+    names = [output, *getattr(recipe, "keep_whole", ())]
+    known = dict(net.named_modules())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SpecError(
+            f"the recipe's keep_whole names {', '.join(unknown)}, which the model does not "
+            f"have; its layers are {', '.join(name for name, _ in layers(net))}"
+        )
+    return list(dict.fromkeys(names))
 
 
 # --- fine-tuning -------------------------------------------------------------------------------

@@ -36,7 +36,10 @@ class TrainingSet:
 
 
 class Recipe(Protocol):
-    """The four things optimize needs to retrain a model."""
+    """The four things optimize needs to retrain a model.
+
+    A recipe may also have `keep_whole`: names of layers (torch module paths) that pruning
+    must leave whole, where the recipe's author knows thinning them costs accuracy."""
 
     def build(self, onnx_path: Path | None) -> torch.nn.Module:
         """The model in torch: with the weights of a version's model.onnx, or freshly
@@ -79,30 +82,31 @@ def load_recipe(spec: ModelSpec, repo: Path | None = None) -> Recipe:
     The bundled recipes live in the checkout, not in an installed package (`examples.digits.
     recipe`), and `inferd` started as a console script has its own bin folder on sys.path, not
     the folder it runs in. So while importing, the folder holding the model repository `repo`
-    (the checkout's root for `--repo model_repository`; the current folder when `repo` is not
-    given) is put on sys.path too, last, so that an installed package of the same name wins; it
-    is taken off again afterwards. A recipe therefore imports what it needs when it is imported.
+    (the checkout's root for `--repo model_repository`) and the current folder (a checkout
+    working on a repository elsewhere) are put on sys.path too, last, so that an installed
+    package of the same name wins; they are taken off again afterwards. A recipe therefore
+    imports what it needs when it is imported.
     """
     if spec.recipe is None:
         raise SpecError(
             f"model {spec.name!r} names no training recipe (model.yaml `recipe:`); pruning "
             "and distilling retrain the model, so they need one"
         )
-    holder = str(repo.resolve().parent if repo is not None else Path.cwd())
-    added = holder not in sys.path
-    if added:
-        sys.path.append(holder)
+    folders = [str(repo.resolve().parent)] if repo is not None else []
+    folders = list(dict.fromkeys([*folders, str(Path.cwd())]))
+    added = [folder for folder in folders if folder not in sys.path]
+    sys.path.extend(added)
     try:
         module = importlib.import_module(spec.recipe)
     except ImportError as error:
         raise SpecError(
             f"model {spec.name!r}: recipe module {spec.recipe!r} cannot be imported ({error}); "
-            f"it is looked for on the Python path and in {holder}; install its package or "
-            "run from the folder that holds it"
+            f"it is looked for on the Python path and in {' and '.join(folders)}; install its "
+            "package or run from the folder that holds it"
         ) from None
     finally:
-        if added:
-            sys.path.remove(holder)
+        for folder in added:
+            sys.path.remove(folder)
     make = getattr(module, "recipe", None)
     if not callable(make):
         raise SpecError(f"recipe module {spec.recipe!r} has no recipe() function")

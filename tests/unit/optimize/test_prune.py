@@ -13,7 +13,7 @@ from inferd.errors import BadRequestError, NotFoundError, SpecError
 from inferd.hardware import cpu
 from inferd.optimize.evaluate import evaluate
 from inferd.optimize.measure import Comparison, Speed, eval_instances
-from inferd.optimize.prune import judge, kept, prune
+from inferd.optimize.prune import judge, kept, kept_whole, prune
 from inferd.optimize.variants import Made
 from inferd.repository import load_model
 from inferd.spec import load_spec
@@ -58,15 +58,20 @@ def test_the_variant_has_half_the_channels_and_fewer_weights(pruned: tuple[Path,
     after = parameters(model_dir / "2" / "model.onnx")
     convs = [name for name, dims in before.items() if len(dims) == 4]
     assert len(convs) == 4
-    for name in convs:  # every convolution kept half its output channels
-        assert after[name][0] == before[name][0] // 2
+    halved = [name for name in convs if after[name][0] == before[name][0] // 2]
+    whole = [name for name in convs if after[name][0] == before[name][0]]
+    # the recipe keeps the first block whole (keep_whole); the second block is halved
+    assert len(halved) == 2 and len(whole) == 2
     count_before = sum(int(np.prod(d)) for d in before.values())
     count_after = sum(int(np.prod(d)) for d in after.values())
-    assert count_after < count_before / 3
+    assert count_after < count_before / 2
     settings = made.variant.settings
     assert settings["ratio"] == 0.5 and settings["criterion"] == "group-l2-magnitude"
     assert settings["channels_multiple_of"] == 8
-    assert settings["parameters_after"] < settings["parameters_before"] / 3
+    assert settings["kept_whole"] == ["layers.0", "layers.3"]
+    assert settings["widths_after"]["layers.0"] == settings["widths_before"]["layers.0"]
+    assert settings["widths_after"]["layers.7"] == settings["widths_before"]["layers.7"] // 2
+    assert settings["parameters_after"] < settings["parameters_before"] / 2
     assert settings["widths_after"]["layers.18"] == 10  # the output layer keeps every class
     assert settings["fine_tune"]["epochs"] == 1 and settings["fine_tune"]["lr"] > 0
     assert {"torch", "torch-pruning", "onnx", "onnxruntime"} <= set(made.variant.tools)
@@ -190,3 +195,15 @@ def test_each_layer_keeps_a_multiple_of_8_channels_near_its_share() -> None:
     assert kept(16, 0.9, 8) == 8  # never below the multiple
     assert kept(16, 0.01, 8) == 16  # never above the width
     assert kept(5, 0.5, 8) == 2  # narrower than the multiple: the plain share
+
+
+def test_a_recipe_keeping_a_layer_the_model_lacks_is_refused() -> None:
+    from examples.digits.recipe import DigitNet, DigitsRecipe
+
+    class Misnamed(DigitsRecipe):
+        keep_whole = ("layers.0", "stem.conv")
+
+    net = DigitNet()
+    assert kept_whole(DigitsRecipe(), net, "layers.18") == ["layers.18", "layers.0", "layers.3"]
+    with pytest.raises(SpecError, match=r"stem\.conv"):
+        kept_whole(Misnamed(), net, "layers.18")
