@@ -186,7 +186,8 @@ def _graph_spec(name: str, backend: Backend) -> ModelSpec:
     )
 
 
-def _selected_versions(spec: ModelSpec | None, available: list[int]) -> list[int]:
+def selected_versions(spec: ModelSpec | None, available: list[int]) -> list[int]:
+    """The versions model.yaml serves of those `available` (latest, all, or the listed ones)."""
     policy = spec.versions if spec is not None else "latest"
     if policy == "latest":
         return available[-1:]
@@ -225,7 +226,7 @@ def load_model(
             raise SpecError(
                 f"{model_dir} has no version folders; put the artifact in {model_dir}/1/"
             )
-        versions = _selected_versions(spec, available) if only is None else list(only)
+        versions = selected_versions(spec, available) if only is None else list(only)
         missing = [v for v in versions if v not in available]
         if missing:
             raise NotFoundError(

@@ -37,9 +37,16 @@ from inferd.optimize.progress import SILENT, Steps
 from inferd.optimize.recipe import Recipe, load_recipe
 from inferd.optimize.teacher import teacher_logits
 from inferd.optimize.training import Loss, fit, recipe_epochs
-from inferd.optimize.variants import Made, next_version, now, tool_versions, write_variant
+from inferd.optimize.variants import (
+    Made,
+    next_version,
+    now,
+    served_versions,
+    tool_versions,
+    write_variant,
+)
 from inferd.repository import ModelEntry, ModelVersion, discover, load_model
-from inferd.spec import VariantSpec, load_labels
+from inferd.spec import VariantSpec, load_labels, load_spec
 
 if TYPE_CHECKING:
     import torch
@@ -266,9 +273,10 @@ def distill(
     finally:
         for loaded in (student.model, mentor.model):
             loaded.close()
-    written = load_model(student.entry.path)
-    final = spec_of(written).variants[version]
-    return Made(model, version, final, tuple(warnings), tuple(sorted(written.versions)))
+    written = load_spec(student.entry.path)  # the record as written (numbers rounded)
+    assert written is not None  # write_variant checked it loads
+    final = written.variants[version]
+    return Made(model, version, final, tuple(warnings), served_versions(student.entry.path))
 
 
 def _measure(

@@ -29,7 +29,14 @@ from inferd.errors import BadRequestError, ModelNotReadyError, SpecError
 from inferd.optimize.measure import Comparison, compare, eval_instances, staged_version
 from inferd.optimize.progress import SILENT, Steps
 from inferd.optimize.recipe import Recipe, TrainingSet, load_recipe
-from inferd.optimize.variants import Made, next_version, now, tool_versions, write_variant
+from inferd.optimize.variants import (
+    Made,
+    next_version,
+    now,
+    served_versions,
+    tool_versions,
+    write_variant,
+)
 from inferd.repository import ModelEntry, ModelRepository, ModelVersion
 from inferd.spec import ModelSpec, VariantSpec, load_labels, load_spec
 
@@ -158,7 +165,7 @@ def prune(
         version=version,
         variant=variant.variants[version],
         warnings=tuple(warnings),
-        served=served_versions(entry.path, variant),
+        served=served_versions(entry.path),
     )
 
 
@@ -435,13 +442,3 @@ def judge(measured: Comparison, allow_slower: bool) -> list[str]:
             "fine-tune longer (--epochs) or prune less"
         )
     return warnings
-
-
-def served_versions(model_dir: Path, spec: ModelSpec) -> tuple[int, ...]:
-    """The versions model.yaml serves (the latest, all, or those it lists)."""
-    available = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
-    if spec.versions == "latest":
-        return tuple(available[-1:])
-    if spec.versions == "all":
-        return tuple(available)
-    return tuple(sorted(spec.versions))

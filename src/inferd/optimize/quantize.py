@@ -35,7 +35,14 @@ from inferd.optimize.measure import (
     staged_version,
 )
 from inferd.optimize.progress import SILENT, Steps
-from inferd.optimize.variants import Made, next_version, now, tool_versions, write_variant
+from inferd.optimize.variants import (
+    Made,
+    next_version,
+    now,
+    served_versions,
+    tool_versions,
+    write_variant,
+)
 from inferd.repository import ModelEntry, ModelVersion, discover, load_model
 from inferd.spec import VariantSpec, load_spec
 
@@ -127,13 +134,12 @@ def quantize(
         source.close()
     written = load_spec(entry.path)
     assert written is not None  # write_variant checked it loads
-    served = written.versions if isinstance(written.versions, list) else []
     return Made(
         model=model,
         version=version,
         variant=written.variants[version],
         warnings=tuple(warnings),
-        served=tuple(served),
+        served=served_versions(entry.path),
     )
 
 

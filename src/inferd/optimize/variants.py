@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from inferd.errors import SpecError
-from inferd.repository import version_numbers
+from inferd.repository import selected_versions, version_numbers
 from inferd.spec import VariantSpec, load_spec, parse_spec
 
 
@@ -47,6 +47,11 @@ def now() -> str:
 
 def next_version(model_dir: Path) -> int:
     return max(version_numbers(model_dir), default=0) + 1
+
+
+def served_versions(model_dir: Path) -> tuple[int, ...]:
+    """The versions the model's model.yaml serves now (after a variant: the pinned ones)."""
+    return tuple(selected_versions(load_spec(model_dir), version_numbers(model_dir)))
 
 
 def round_trip(text: str) -> tuple[YAML, Any]:

@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from inferd.errors import SpecError
-from inferd.optimize.variants import tool_versions, write_variant
+from inferd.optimize.variants import served_versions, tool_versions, write_variant
 from inferd.repository import load_model
 from inferd.spec import VariantSpec, load_spec
 from tests.unit.optimize.conftest import DIGITS
@@ -106,3 +107,12 @@ def test_the_version_and_model_yaml_keep_ordinary_permissions(digits: Path) -> N
         os.umask(previous)
     assert (digits / "2").stat().st_mode & 0o777 == 0o755  # not mkdtemp's private 0700
     assert (digits / "model.yaml").stat().st_mode & 0o777 == 0o640  # the file's own mode
+
+
+def test_the_served_versions_are_those_model_yaml_serves(digits: Path) -> None:
+    write_variant(digits, VariantSpec(method="fp16", source=1), copy_of_v1)
+    assert served_versions(digits) == (1,)  # pinned: the variant waits to be chosen
+    data = yaml.safe_load((digits / "model.yaml").read_text())
+    data["versions"] = "all"
+    (digits / "model.yaml").write_text(yaml.safe_dump(data))
+    assert served_versions(digits) == (1, 2)
