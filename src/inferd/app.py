@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inferd.actions.outbox import Outbox
@@ -19,6 +19,7 @@ from inferd.api.routes import Api
 from inferd.dataplane import DataPlane
 from inferd.http.asgi import AsgiRequest, Receive, Scope, Send, send_response, serve_lifespan
 from inferd.http.messages import Handler
+from inferd.monitor.costs import Accounting, Pricing
 from inferd.monitor.metrics import Metrics
 from inferd.monitor.recording import Recorder
 from inferd.repository import ModelRepository
@@ -40,6 +41,10 @@ class ServerConfig:
     store_url: str | None = None
     """With a store, decisions' actions are recorded and delivered, and prediction logs kept."""
     retention_days: float = 30.0
+    accounting: bool = True
+    """Account each prediction's CPU time, energy and cost (`--no-monitor` turns it off)."""
+    pricing: Pricing = field(default_factory=Pricing)
+    """The machine's price, its CPU's watts and the grid's carbon intensity."""
 
 
 class App:
@@ -54,7 +59,12 @@ class App:
             known_models=lambda name: self.dataplane.known(name),
             engines=lambda: self.dataplane.engine_states(),
             actions=self._outbox_counts if config.store_url else None,
+            currency=config.pricing.currency,
         )
+        self.accounting = Accounting(config.pricing) if config.accounting else None
+        if self.accounting is not None:
+            for note in self.accounting.notes():
+                logger.info("%s", note)
         if config.store_url:
             self.outbox = Outbox(
                 config.store_url,
@@ -69,7 +79,10 @@ class App:
             self.repository,
             self.metrics,
             store=self.outbox.store if self.outbox else None,
-            recorder=Recorder(self.outbox.writer) if self.outbox else None,
+            recorder=Recorder(self.outbox.writer, accounting=self.accounting)
+            if self.outbox
+            else None,
+            accounting=self.accounting,
         )
         self.api = Api(
             self.dataplane,
@@ -122,6 +135,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     store_url: str | None = None,
     retention_days: float = 30.0,
+    accounting: bool = True,
+    pricing: Pricing | None = None,
 ) -> App:
     """The app serving every model in `repository_path` (an ASGI app)."""
     return App(
@@ -132,5 +147,7 @@ def create_app(
             max_body_bytes=max_body_bytes,
             store_url=store_url,
             retention_days=retention_days,
+            accounting=accounting,
+            pricing=pricing or Pricing(),
         )
     )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from inferd.codecs import InferTensor
 from inferd.errors import BadRequestError, InferdError, ModelError, ModelNotReadyError
+from inferd.monitor.costs import Accounting
 from inferd.monitor.feedback import TruthCheck, truth_check
 from inferd.monitor.metrics import Metrics
 from inferd.pipeline import Answer, ItemResult, Recorder, Request
@@ -49,8 +50,11 @@ class DataPlane:
         metrics: Metrics,
         store: Store | None = None,
         recorder: Recorder | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         self.repository = repository
+        self.accounting = accounting
+        """Prices every prediction into the cost metrics; None with `--no-monitor`."""
         self.metrics = metrics
         self.store = store
         """The prediction log and the outbox; None when the server runs without a store."""
@@ -157,6 +161,13 @@ class DataPlane:
             raise self._with_request_id(error, request.id) from error
         metrics.stage(name, "total").observe(time.perf_counter() - started)
         cascade = model.spec.cascade is not None
+        accounting = self.accounting
+        if accounting is not None:
+            version = str(model.version)
+            for answer in answers:
+                result = answer.result
+                charge = accounting.charge(result.cpu_s, result.gpu_s)
+                metrics.charge(name, version, result.cpu_s, result.gpu_s, charge)
         for answer in answers:
             for decision in answer.decisions or ():
                 metrics.decision(name, decision)

@@ -63,6 +63,11 @@ PROVIDER_DEVICES = {
 }
 
 
+GPU_PROVIDERS = frozenset(
+    {"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"}
+)
+
+
 def providers() -> list[tuple[str, str, bool]]:
     """This onnxruntime's execution providers: name, what it runs on, whether it is a
     device of this machine (what `device: auto` tries)."""
@@ -154,6 +159,8 @@ class OnnxBackend:
         self.inputs = [_tensor_spec(node) for node in self._session.get_inputs()]
         self.outputs = [_tensor_spec(node) for node in self._session.get_outputs()]
         self._output_names = [spec.name for spec in self.outputs]
+        self.on_gpu = self._session.get_providers()[0] in GPU_PROVIDERS
+        """Whether the model runs on a GPU: its calls' time is then GPU time (monitoring)."""
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Annotated
 
 import typer
@@ -39,11 +40,41 @@ def serve(
         float,
         typer.Option(help="Days logged predictions and delivered actions are kept."),
     ] = 30.0,
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option(
+            help="The machine's price per hour (all cores): predictions are charged their "
+            "CPU time's share of it, in --currency."
+        ),
+    ] = None,
+    price_per_core_hour: Annotated[
+        float | None, typer.Option(help="Or the price of one core for an hour.")
+    ] = None,
+    currency: Annotated[str, typer.Option(help="The prices' currency, named in metrics.")] = "USD",
+    cpu_watts: Annotated[
+        float | None,
+        typer.Option(
+            help="Watts per busy core for the energy estimate, used where the RAPL counters "
+            "cannot be read (default 10 W: a server CPU's TDP shared by its cores)."
+        ),
+    ] = None,
+    grid_intensity: Annotated[
+        float | None,
+        typer.Option(help="The grid's carbon intensity in gCO2e per kWh: adds CO2e figures."),
+    ] = None,
+    monitor: Annotated[
+        bool,
+        typer.Option(
+            "--monitor/--no-monitor",
+            help="Account CPU time, energy and cost per prediction (--no-monitor: off).",
+        ),
+    ] = True,
 ) -> None:
     """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
     from inferd.app import create_app
     from inferd.errors import ListenError, StartupError
     from inferd.http.server import HttpService
+    from inferd.monitor.costs import Pricing
 
     if not repo.is_dir():
         raise _fail(f"model repository {repo} is not a folder")
@@ -52,6 +83,23 @@ def serve(
     )
     if retention_days <= 0:
         raise _fail("--retention-days must be positive")
+    for flag, value in (
+        ("--price-per-hour", price_per_hour),
+        ("--price-per-core-hour", price_per_core_hour),
+        ("--cpu-watts", cpu_watts),
+        ("--grid-intensity", grid_intensity),
+    ):
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise _fail(f"{flag} must be a finite number of at least 0; got {value}")
+    if price_per_hour is not None and price_per_core_hour is not None:
+        raise _fail("give --price-per-hour or --price-per-core-hour, not both")
+    pricing = Pricing(
+        price_per_hour=price_per_hour,
+        price_per_core_hour=price_per_core_hour,
+        currency=currency,
+        cpu_watts=cpu_watts,
+        grid_gco2_per_kwh=grid_intensity,
+    )
     try:
         application = create_app(
             repo,
@@ -60,6 +108,8 @@ def serve(
             max_body_bytes=parse_size(max_body_size),
             store_url=_store_url(data_dir, store),
             retention_days=retention_days,
+            accounting=monitor,
+            pricing=pricing,
         )
     except Exception as error:  # a bad URL, an unreachable database, a read-only folder
         raise _fail(f"cannot open the store: {error}") from None

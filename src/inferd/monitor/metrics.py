@@ -28,6 +28,7 @@ from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
     from inferd.generate.engine import EngineStats
+    from inferd.monitor.costs import Charge
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the output and nobody reads them
 
@@ -160,6 +161,87 @@ class _Counter(_Family[Count]):
         yield family
 
 
+class Spent:
+    """What one model version's predictions have cost so far (the four-costs counters)."""
+
+    __slots__ = ("co2e_g", "cost", "cpu_s", "gpu_s", "joules", "predictions")
+
+    def __init__(self) -> None:
+        self.predictions = 0
+        self.cpu_s = 0.0
+        self.gpu_s = 0.0
+        self.joules: dict[str, float] = {}  # by method
+        self.cost: float | None = None
+        self.co2e_g: float | None = None
+
+
+class _CostCollector(Collector):
+    """CPU and GPU seconds, joules (by method), money and CO2e per model version, kept as
+    plain numbers under one lock and exposed as counters when scraped."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.lock = threading.Lock()
+        self.spent: dict[tuple[str, str], Spent] = {}
+
+    def add(self, model: str, version: str, cpu_s: float, gpu_s: float, charge: Charge) -> None:
+        key = (model, version)
+        with self.lock:
+            spent = self.spent.get(key)
+            if spent is None:
+                spent = self.spent[key] = Spent()
+            spent.predictions += 1
+            spent.cpu_s += cpu_s
+            spent.gpu_s += gpu_s
+            joules = spent.joules
+            joules[charge.cpu_method] = joules.get(charge.cpu_method, 0.0) + charge.cpu_joules
+            if charge.gpu_method is not None:
+                joules[charge.gpu_method] = joules.get(charge.gpu_method, 0.0) + charge.gpu_joules
+            if charge.cost is not None:
+                spent.cost = (spent.cost or 0.0) + charge.cost
+            if charge.co2e_g is not None:
+                spent.co2e_g = (spent.co2e_g or 0.0) + charge.co2e_g
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["model", "version"]
+        cpu = CounterMetricFamily(
+            "inferd_cpu_seconds",
+            "CPU seconds the predictions used (their batches' shares)",
+            labels=labels,
+        )
+        gpu = CounterMetricFamily(
+            "inferd_gpu_seconds", "GPU seconds the predictions used", labels=labels
+        )
+        energy = CounterMetricFamily(
+            "inferd_energy_joules",
+            "Joules the predictions used, by how they were found: rapl, nvml or estimate",
+            labels=[*labels, "method"],
+        )
+        cost = CounterMetricFamily(
+            "inferd_cost",
+            "What the predictions cost, in the server's currency",
+            labels=[*labels, "currency"],
+        )
+        co2 = CounterMetricFamily(
+            "inferd_co2e_grams", "Grams of CO2e the predictions' energy emitted", labels=labels
+        )
+        with self.lock:
+            taken = [
+                (key, s.cpu_s, s.gpu_s, dict(s.joules), s.cost, s.co2e_g)
+                for key, s in self.spent.items()
+            ]
+        for (model, version), cpu_s, gpu_s, joules, spent, grams in taken:
+            cpu.add_metric([model, version], cpu_s)
+            gpu.add_metric([model, version], gpu_s)
+            for method, value in joules.items():
+                energy.add_metric([model, version, method], value)
+            if spent is not None:
+                cost.add_metric([model, version, self.currency], spent)
+            if grams is not None:
+                co2.add_metric([model, version], grams)
+        yield from (cpu, gpu, energy, cost, co2)
+
+
 QueueReader = Callable[[], Iterable[tuple[str, str, int, int]]]
 """Yields (model, version, items waiting, batches running) for every served version."""
 
@@ -241,8 +323,11 @@ class Metrics:
         known_models: Callable[[str], bool],
         engines: EngineReader = lambda: (),
         actions: ActionReader | None = None,
+        currency: str = "USD",
     ) -> None:
         self.registry = CollectorRegistry()
+        self.costs = _CostCollector(currency)
+        self.registry.register(self.costs)
         self.requests = self._register(
             _Counter(
                 "inferd_requests",
@@ -342,6 +427,10 @@ class Metrics:
             pre.add(preprocess_s)
             run.add(model_s)
             post.add(postprocess_s)
+
+    def charge(self, model: str, version: str, cpu_s: float, gpu_s: float, charge: Charge) -> None:
+        """One prediction's CPU and GPU time and what they cost."""
+        self.costs.add(model, version, cpu_s, gpu_s, charge)
 
     def generation_observer(self, model: str) -> Callable[[list[tuple[bool, float]]], None]:
         """The engine's per-step hook for one model: token timings into the histograms."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from inferd.monitor.costs import Accounting
 from inferd.pipeline import Outcome
 from inferd.spec import LogAction, ModelSpec, PythonAction, WebhookAction
 from inferd.stages import Values
@@ -66,8 +67,11 @@ class Recorder:
         *,
         sample: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        accounting: Accounting | None = None,
     ) -> None:
         self.writer = writer
+        self.accounting = accounting
+        """Prices each logged prediction (None: `--no-monitor`, the cost columns stay NULL)."""
         self._sample = sample
         self._clock = clock
 
@@ -83,17 +87,7 @@ class Recorder:
         now = self._clock()
         log = spec.prediction_log
         predictions = [
-            PredictionRecord(
-                request_id=request_id,
-                item=outcome.item,
-                model=spec.name,
-                version=version,
-                created_at=now,
-                latency_ms=latency_s * 1000.0,
-                inputs=kept_inputs(spec, outcome.inputs),
-                prediction=_json_fields(outcome.prediction.fields),
-                decisions=[rule.decision for rule in outcome.decided],
-            )
+            self._logged(spec, version, request_id, outcome, now, latency_s)
             for outcome in outcomes
             if log is not None and (log.sample_rate >= 1.0 or self._sample() < log.sample_rate)
         ]
@@ -105,6 +99,41 @@ class Recorder:
         ]
         if predictions or actions:
             await self.writer.save(predictions, actions)
+
+    def _logged(
+        self,
+        spec: ModelSpec,
+        version: str,
+        request_id: str,
+        outcome: Outcome,
+        now: float,
+        latency_s: float,
+    ) -> PredictionRecord:
+        result = outcome.result
+        accounting = self.accounting
+        charge = accounting.charge(result.cpu_s, result.gpu_s) if accounting else None
+        return PredictionRecord(
+            request_id=request_id,
+            item=outcome.item,
+            model=spec.name,
+            version=version,
+            created_at=now,
+            latency_ms=latency_s * 1000.0,
+            inputs=kept_inputs(spec, outcome.inputs),
+            prediction=_json_fields(outcome.prediction.fields),
+            decisions=[rule.decision for rule in outcome.decided],
+            stage_ms={
+                "queue": outcome.queue_s * 1000.0,
+                "preprocess": result.preprocess_s * 1000.0,
+                "model": result.model_s * 1000.0,
+                "postprocess": result.postprocess_s * 1000.0,
+            },
+            cpu_ms=result.cpu_s * 1000.0 if charge else None,
+            gpu_ms=result.gpu_s * 1000.0 if charge and result.gpu_s else None,
+            energy_j=charge.joules if charge else None,
+            energy_method=charge.method if charge else None,
+            cost=charge.cost if charge else None,
+        )
 
     def _action(
         self,

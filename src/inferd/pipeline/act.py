@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from inferd.pipeline.batch import ItemResult
 from inferd.spec import ModelSpec
 from inferd.stages import Item, Prediction, Values
 from inferd.stages.decide import Rule, Rules
@@ -32,6 +33,9 @@ class Outcome:
     decided: list[Rule]
     read_inputs: dict[str, Any]
     """The wire inputs the rules read (they go into action events)."""
+    result: ItemResult
+    """How it ran: each stage's seconds and its share of the CPU (the log keeps them)."""
+    queue_s: float
 
 
 class Recorder(Protocol):
@@ -67,7 +71,7 @@ class Act:
     async def run(
         self,
         items: Sequence[Item],
-        predictions: Sequence[Prediction],
+        results: Sequence[tuple[ItemResult, float]],
         request_id: str,
         parameters: Mapping[str, Any],
         recorder: Recorder | None,
@@ -77,10 +81,11 @@ class Act:
         the decisions made about each item."""
         rules = self.rules
         outcomes = []
-        for index, (item, prediction) in enumerate(zip(items, predictions, strict=True)):
+        for index, (item, (result, queue_s)) in enumerate(zip(items, results, strict=True)):
+            prediction = result.prediction
             read = rules.inputs_of(item) if rules is not None else {}
             decided = rules.decide(prediction, read, parameters) if rules is not None else []
-            outcomes.append(Outcome(index, item.inputs, prediction, decided, read))
+            outcomes.append(Outcome(index, item.inputs, prediction, decided, read, result, queue_s))
         if recorder is not None:
             await recorder.save(
                 self.spec, self.version, self.model_dir, request_id, outcomes, latency_s

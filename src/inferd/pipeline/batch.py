@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import InferdError, ModelError, SpecError
+from inferd.pipeline.usage import PROCESS_CPU
 from inferd.pipeline.wiring import Wiring
 from inferd.stages import Item, Prediction
 
@@ -31,6 +32,10 @@ class ItemResult:
     model_s: float
     postprocess_s: float
     batch_size: int
+    cpu_s: float = 0.0
+    """Its share of the batch's CPU time (`usage.py`), by its share of the model's input."""
+    gpu_s: float = 0.0
+    """Its share of the model call's time when the model runs on a GPU."""
 
 
 _Prepared = tuple[int, Item, float]
@@ -46,8 +51,18 @@ class BatchRunner:
         self.batched = wiring.spec.batched
         self.backend = wiring.backend
         self._check_inputs = wiring.spec.backend == "onnx"
+        self.on_gpu = bool(getattr(wiring.backend, "on_gpu", False))
 
     def run(self, items: Sequence[Item]) -> list[ItemResult | BaseException]:
+        mark = PROCESS_CPU.start()
+        try:
+            results = self._run(items)
+        finally:
+            cpu_s = PROCESS_CPU.stop(mark)
+        _share_cpu(results, cpu_s)
+        return results
+
+    def _run(self, items: Sequence[Item]) -> list[ItemResult | BaseException]:
         results: list[ItemResult | BaseException | None] = [None] * len(items)
         prepared: list[_Prepared] = []
         steps = self.wiring.preprocess
@@ -134,6 +149,8 @@ class BatchRunner:
                 results[index] = failure
             return
         model_s = time.perf_counter() - started
+        work = [_work(item) for _, item, _ in group]
+        total_work = sum(work) or 1
         for position, (index, item, preprocess_s) in enumerate(group):
             item_outputs = {n: v[position] for n, v in outputs.items()} if self.batched else outputs
             post_started = time.perf_counter()
@@ -148,6 +165,8 @@ class BatchRunner:
                 model_s=model_s,
                 postprocess_s=time.perf_counter() - post_started,
                 batch_size=len(group),
+                cpu_s=work[position],  # its work for now; run() turns it into seconds
+                gpu_s=model_s * work[position] / total_work if self.on_gpu else 0.0,
             )
 
     def _stack(self, name: str, arrays: list[np.ndarray]) -> np.ndarray:
@@ -172,3 +191,18 @@ class BatchRunner:
             return error
         logger.exception("model %r: %s failed on one item", self.name, stage)
         return ModelError(f"model {self.name!r}: {stage} failed: {error}")
+
+
+def _work(item: Item) -> int:
+    """An item's share of the work: the elements of its model inputs (a longer text or a
+    bigger image costs more); at least 1."""
+    return max(1, sum(v.size for v in item.values.values() if isinstance(v, np.ndarray)))
+
+
+def _share_cpu(results: list[ItemResult | BaseException], cpu_s: float) -> None:
+    """Share a batch's CPU seconds out to its answered items by their work (set in
+    `_run_group` as `cpu_s`); failed items cost nothing."""
+    answered = [r for r in results if isinstance(r, ItemResult)]
+    total = sum(r.cpu_s for r in answered)
+    for result in answered:
+        result.cpu_s = cpu_s * result.cpu_s / total if total else 0.0

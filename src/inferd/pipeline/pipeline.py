@@ -182,6 +182,7 @@ class Pipeline:
                 *(submit(item, request.deadline) for item in items), return_exceptions=True
             )
         answers: list[Answer] = []
+        ran: list[tuple[ItemResult, float]] = []
         for position, outcome in enumerate(outcomes):
             if isinstance(outcome, BaseException):
                 if (
@@ -196,10 +197,11 @@ class Pipeline:
             if observe is not None:
                 observe(self.spec.name, result, queue_s)
             answers.append(Answer(result, None))
+            ran.append(outcome)
         if self._acts:
             decisions = await self._act.run(
                 items,
-                [answer.prediction for answer in answers],
+                ran,
                 request.id,
                 request.parameters,
                 recorder,

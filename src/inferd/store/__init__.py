@@ -16,6 +16,7 @@ from inferd.store.records import (
     ActionRecord,
     FeedbackEntry,
     LoggedPrediction,
+    LoggedRow,
     PredictionRecord,
     StoredAction,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ActionRecord",
     "FeedbackEntry",
     "LoggedPrediction",
+    "LoggedRow",
     "PredictionRecord",
     "Store",
     "StoreWriter",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
@@ -118,7 +118,29 @@ def _prepare(engine: Engine, shown: str) -> None:
                 f"the store at {shown} has schema version {found}, written by a newer inferd "
                 f"(this one reads version {schema.SCHEMA_VERSION}); upgrade inferd"
             )
-        # found < SCHEMA_VERSION: the migrations of a later schema change go here.
+        elif found < schema.SCHEMA_VERSION:
+            _upgrade(conn, found)
+
+
+def _upgrade(conn: Connection, found: int) -> None:
+    """Add the columns of every schema version after `found` (in the same transaction as
+    the version bump, so a store is never half upgraded on PostgreSQL; SQLite's ALTER TABLE
+    is transactional too)."""
+    table = schema.predictions
+    preparer = conn.dialect.identifier_preparer
+    for version in range(found + 1, schema.SCHEMA_VERSION + 1):
+        for name in schema.ADDED_IN.get(version, ()):
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} "
+                f"ADD COLUMN {preparer.format_column(column)} {kind}"
+            )
+    conn.execute(
+        update(schema.schema_version)
+        .where(schema.schema_version.c.id == 1)
+        .values(version=schema.SCHEMA_VERSION)
+    )
 
 
 __all__ = ["SUPPORTED_URLS", "default_store_url", "open_store"]

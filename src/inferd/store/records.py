@@ -24,6 +24,35 @@ class PredictionRecord:
     inputs: dict[str, Any] | None  # None when the model does not log its inputs
     prediction: dict[str, Any]
     decisions: list[str]
+    stage_ms: dict[str, float] | None = None  # queue, preprocess, model, postprocess
+    cpu_ms: float | None = None  # its share of its batch's CPU time
+    gpu_ms: float | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None  # "rapl" | "nvml" | "estimate"
+    cost: float | None = None  # in the server's currency; None without a price
+
+
+@dataclass(frozen=True)
+class LoggedRow:
+    """A logged prediction as the monitor reads it back: with its feedback and its costs."""
+
+    request_id: str
+    item: int
+    model: str
+    version: str
+    created_at: float
+    latency_ms: float
+    stage_ms: dict[str, float] | None
+    inputs: dict[str, Any] | None
+    prediction: dict[str, Any]
+    decisions: list[str]
+    feedback: Any | None
+    feedback_at: float | None
+    cpu_ms: float | None
+    gpu_ms: float | None
+    energy_j: float | None
+    energy_method: str | None
+    cost: float | None
 
 
 @dataclass(frozen=True)
@@ -93,6 +122,7 @@ __all__ = [
     "ActionRecord",
     "FeedbackEntry",
     "LoggedPrediction",
+    "LoggedRow",
     "PredictionRecord",
     "StoredAction",
 ]

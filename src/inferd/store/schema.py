@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # An autoincrement key: BIGINT identity on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
 _Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -53,6 +53,13 @@ predictions = Table(
     Column("decisions", JSON(none_as_null=True), nullable=False),
     Column("feedback", JSON(none_as_null=True), nullable=True),
     Column("feedback_at", Double, nullable=True),
+    # Version 2: what each prediction cost (see monitor/usage.py), NULL on older rows.
+    Column("stage_ms", JSON(none_as_null=True), nullable=True),
+    Column("cpu_ms", Double, nullable=True),
+    Column("gpu_ms", Double, nullable=True),
+    Column("energy_j", Double, nullable=True),
+    Column("energy_method", String(16), nullable=True),
+    Column("cost", Double, nullable=True),
     Index("ix_predictions_request_item", "request_id", "item"),
     Index("ix_predictions_created_at", "created_at"),
     sqlite_autoincrement=True,  # ids are never reused after a prune
@@ -84,6 +91,10 @@ actions = Table(
 )
 
 
+ADDED_IN = {2: ("stage_ms", "cpu_ms", "gpu_ms", "energy_j", "energy_method", "cost")}
+"""The prediction-log columns each schema version added: what upgrading a store adds."""
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return float(value)
@@ -105,4 +116,4 @@ def loads(text: str | bytes) -> Any:
     return orjson.loads(text)
 
 
-__all__ = ["SCHEMA_VERSION", "actions", "dumps", "loads", "metadata", "predictions"]
+__all__ = ["ADDED_IN", "SCHEMA_VERSION", "actions", "dumps", "loads", "metadata", "predictions"]

@@ -35,6 +35,7 @@ from inferd.store.records import (
     ActionRecord,
     FeedbackEntry,
     LoggedPrediction,
+    LoggedRow,
     PredictionRecord,
     StoredAction,
 )
@@ -75,6 +76,33 @@ def _stored(row: Row[Any]) -> StoredAction:
         next_attempt_at=float(m["next_attempt_at"]),
         last_error=m["last_error"],
         delivered_at=None if m["delivered_at"] is None else float(m["delivered_at"]),
+    )
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _logged(row: Row[Any]) -> LoggedRow:
+    m = row._mapping
+    return LoggedRow(
+        request_id=m["request_id"],
+        item=int(m["item"]),
+        model=m["model"],
+        version=m["version"],
+        created_at=float(m["created_at"]),
+        latency_ms=float(m["latency_ms"]),
+        stage_ms=m["stage_ms"],
+        inputs=m["inputs"],
+        prediction=m["prediction"],
+        decisions=m["decisions"],
+        feedback=m["feedback"],
+        feedback_at=_number(m["feedback_at"]),
+        cpu_ms=_number(m["cpu_ms"]),
+        gpu_ms=_number(m["gpu_ms"]),
+        energy_j=_number(m["energy_j"]),
+        energy_method=m["energy_method"],
+        cost=_number(m["cost"]),
     )
 
 
@@ -119,6 +147,12 @@ class Store:
                 "inputs": p.inputs,
                 "prediction": p.prediction,
                 "decisions": list(p.decisions),
+                "stage_ms": p.stage_ms,
+                "cpu_ms": p.cpu_ms,
+                "gpu_ms": p.gpu_ms,
+                "energy_j": p.energy_j,
+                "energy_method": p.energy_method,
+                "cost": p.cost,
             }
             for p in predictions
         ]
@@ -150,6 +184,29 @@ class Store:
                 conn.execute(insert(schema.predictions), prediction_rows)
             if action_rows:
                 conn.execute(self._insert_action, list(action_rows.values()))
+
+    # -- the monitor's reading ---------------------------------------------------------------
+
+    def logged(
+        self,
+        model: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 200_000,
+    ) -> list[LoggedRow]:
+        """A model's logged predictions (all versions) with their feedback, oldest first: the
+        newest `limit` of those made in [since, until)."""
+        table = schema.predictions
+        query = select(table).where(table.c.model == model)
+        if since is not None:
+            query = query.where(table.c.created_at >= since)
+        if until is not None:
+            query = query.where(table.c.created_at < until)
+        query = query.order_by(table.c.id.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_logged(row) for row in reversed(rows)]
 
     # -- feedback --------------------------------------------------------------------------
 

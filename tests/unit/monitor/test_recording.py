@@ -135,3 +135,56 @@ async def test_a_bad_parameter_is_a_400_naming_the_rule(plane: tuple[DataPlane, 
     with pytest.raises(BadRequestError, match="decision rule 'expensive'"):
         await v1.predict(dataplane, "house", None, [instance], "bad", None, {"budget": "lots"})
     assert store.list_actions() == []
+
+
+async def test_each_logged_prediction_keeps_its_stages_cpu_energy_and_cost(
+    tmp_path: Path,
+) -> None:
+    """With accounting on, the log row and the metrics carry the prediction's costs."""
+    from inferd.monitor.costs import Accounting, Pricing
+    from inferd.monitor.energy import CpuPower
+
+    _write_house(tmp_path / "repo")
+    repository = ModelRepository(tmp_path / "repo")
+    repository.load()
+    await repository.start()
+    store = open_store(default_store_url(tmp_path / "data"))
+    writer = StoreWriter(store, on_saved=None)
+    writer.start()
+    accounting = Accounting(
+        Pricing(price_per_hour=36.0),
+        cpu_power=CpuPower(watts_per_core=12.0, root=tmp_path / "no-powercap"),
+        cores=2,
+        find_gpu=False,
+    )
+    metrics = Metrics(queues=lambda: (), known_models=lambda _: True, currency="EUR")
+    dataplane = DataPlane(
+        repository,
+        metrics,
+        store=store,
+        recorder=Recorder(writer, accounting=accounting),
+        accounting=accounting,
+    )
+    try:
+        instances = [dict(zip(FEATURES, [float(i), 1.0, 2.0], strict=True)) for i in range(8)]
+        await v1.predict(dataplane, "house", None, instances, "costly", None, {"budget": 1e9})
+        rows = store.logged("house")
+        assert len(rows) == 8
+        for row in rows:
+            assert row.stage_ms is not None
+            assert set(row.stage_ms) == {"queue", "preprocess", "model", "postprocess"}
+            assert row.cpu_ms is not None and row.cpu_ms > 0
+            assert row.energy_method == "estimate"
+            assert row.energy_j == pytest.approx(row.cpu_ms / 1000 * 12.0)
+            assert row.cost == pytest.approx(row.cpu_ms / 1000 * 36.0 / 2 / 3600)
+        text = metrics.render().decode()
+        assert 'inferd_cpu_seconds_total{model="house",version="1"}' in text
+        assert 'inferd_energy_joules_total{method="estimate",model="house",version="1"}' in text
+        assert 'inferd_cost_total{currency="EUR",model="house",version="1"}' in text
+        spent = metrics.costs.spent[("house", "1")]
+        assert spent.predictions == 8
+        assert spent.cpu_s == pytest.approx(sum(r.cpu_ms or 0 for r in rows) / 1000)
+    finally:
+        await repository.stop()
+        writer.close()
+        store.close()
