@@ -6,8 +6,8 @@ model is batched, run and evaluated. Stage parameters live here too, so a typo a
 model.yaml is caught when the file is read, never mid-request.
 
 One module per section of model.yaml (`tensors`, `preprocess`, `postprocess`, `serving`,
-`generation`, `evaluation`, `decide`, `variants`, `cascade`), the root in `model` and reading
-the file in `loading`; everything is importable from `inferd.spec`.
+`generation`, `evaluation`, `decide`, `monitoring`, `variants`, `cascade`), the root in
+`model` and reading the file in `loading`; everything is importable from `inferd.spec`.
 """
 
 from inferd.spec.base import ModelFile
@@ -17,6 +17,7 @@ from inferd.spec.evaluation import EvalSpec, PredictionLogSpec
 from inferd.spec.generation import GenerationSpec
 from inferd.spec.loading import load_labels, load_spec, parse_spec
 from inferd.spec.model import ModelSpec, Task
+from inferd.spec.monitoring import AlertSpec, FairnessSpec, MonitoringSpec, SloSpec
 from inferd.spec.postprocess import (
     ClassifyStage,
     DetectStage,
@@ -39,6 +40,7 @@ from inferd.spec.variants import VariantSpec
 
 __all__ = [
     "ActionSpec",
+    "AlertSpec",
     "AudioStage",
     "BatchingSpec",
     "CascadeSpec",
@@ -46,12 +48,14 @@ __all__ = [
     "DecideRule",
     "DetectStage",
     "EvalSpec",
+    "FairnessSpec",
     "ForecastStage",
     "GenerationSpec",
     "ImageStage",
     "LogAction",
     "ModelFile",
     "ModelSpec",
+    "MonitoringSpec",
     "PostprocessStage",
     "PredictionLogSpec",
     "PreprocessStage",
@@ -60,6 +64,7 @@ __all__ = [
     "RegressStage",
     "RuntimeSpec",
     "SeriesStage",
+    "SloSpec",
     "TabularStage",
     "Task",
     "TensorSpec",

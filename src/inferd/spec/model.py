@@ -12,6 +12,7 @@ from inferd.spec.cascade import CascadeSpec
 from inferd.spec.decide import DecideRule
 from inferd.spec.evaluation import EvalSpec, PredictionLogSpec
 from inferd.spec.generation import GenerationSpec
+from inferd.spec.monitoring import AlertSpec, FairnessSpec, MonitoringSpec, SloSpec
 from inferd.spec.postprocess import PostprocessStage
 from inferd.spec.preprocess import PreprocessStage
 from inferd.spec.serving import BatchingSpec, PythonSpec, RuntimeSpec
@@ -77,6 +78,14 @@ class ModelSpec(_Strict):
     model: what `inferd optimize --prune/--distill` retrain through. Imported only by them."""
     variants: dict[int, VariantSpec] = Field(default_factory=dict)
     """How `inferd optimize` made each of its versions (written by it, keyed by version)."""
+    slo: SloSpec | None = None
+    """The latency objective its requests are counted against (attainment metrics)."""
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    """The window and label counts of its live figures (accuracy, fairness, drift)."""
+    fairness: FairnessSpec | None = None
+    """Sensitive attributes (logged inputs) its fairness is measured over."""
+    alerts: list[AlertSpec] = Field(default_factory=list)
+    """Thresholds on its live figures that fire actions."""
     cascade: CascadeSpec | None = None
     """Serve `first` and send the items it is unsure of on to `then` (a model of its own,
     without version folders: its inputs, stages and batching are its members')."""
@@ -110,6 +119,7 @@ class ModelSpec(_Strict):
                 f'decide rules need a prediction to read: task "{self.task}" has none '
                 f"(use one of {', '.join(_POSTPROCESS_FOR_TASK)})"
             )
+        self._check_monitoring(names)
         if self.prediction_log is not None and isinstance(self.prediction_log.inputs, list):
             unknown = set(self.prediction_log.inputs) - set(names)
             if unknown:
@@ -122,6 +132,37 @@ class ModelSpec(_Strict):
                 'task "generation" runs on backend "torch" (the generation engine), and only it'
             )
         return self
+
+    def _check_monitoring(self, names: list[str]) -> None:
+        """Fairness reads the prediction log's inputs; alerts need unique names."""
+        alerts = [alert.name for alert in self.alerts]
+        if len(set(alerts)) != len(alerts):
+            raise ValueError("alerts: each alert needs its own name")
+        fairness = self.fairness
+        if fairness is None:
+            return
+        if self.task not in ("classification", "regression"):
+            raise ValueError(
+                f"fairness compares groups' predictions of a classifier or a regressor, not "
+                f'of task "{self.task}"'
+            )
+        if self.prediction_log is None:
+            raise ValueError(
+                "fairness reads the sensitive attributes from the prediction log; add "
+                "prediction_log: {inputs: all}"
+            )
+        logged = self.prediction_log.inputs
+        kept = names if logged == "all" else [] if logged == "none" else logged
+        missing = [a for a in fairness.attributes if a not in kept]
+        if missing:
+            raise ValueError(
+                f"fairness.attributes {missing} are not logged inputs of this model "
+                f"(the logged inputs are {kept}); declare them as inputs and log them"
+            )
+        if self.task == "regression" and fairness.metric != "mae":
+            raise ValueError('fairness.metric of a regressor is "mae"')
+        if self.task == "classification" and fairness.metric == "mae":
+            raise ValueError("fairness.metric mae is for a regressor; use accuracy, f1, ...")
 
     def _check_cascade(self, cascade: CascadeSpec) -> ModelSpec:
         """A cascade runs its members' stages through their batchers: it has none of its own."""

@@ -86,7 +86,7 @@ def test_a_counter_that_becomes_unreadable_falls_back(tmp_path: Path) -> None:
 
 def test_a_missing_domain_file_is_unreadable(tmp_path: Path) -> None:
     (tmp_path / "intel-rapl:0").mkdir()
-    with pytest.raises(Unreadable, match="energy_uj|max_energy_range_uj"):
+    with pytest.raises(Unreadable, match=r"energy_uj|max_energy_range_uj"):
         Powercap(tmp_path)
 
 

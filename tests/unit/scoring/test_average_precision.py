@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inferd.optimize.average_precision import average_precision, mean_average_precision
+from inferd.scoring.average_precision import average_precision, mean_average_precision
 
 A = [0.0, 0.0, 10.0, 10.0]
 B = [20.0, 20.0, 30.0, 30.0]
