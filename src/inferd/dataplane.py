@@ -21,6 +21,7 @@ from inferd.errors import BadRequestError, InferdError, ModelError, ModelNotRead
 from inferd.monitor.costs import Accounting
 from inferd.monitor.feedback import TruthCheck, truth_check
 from inferd.monitor.metrics import Metrics
+from inferd.monitor.report import report_from_store
 from inferd.pipeline import Answer, ItemResult, Recorder, Request
 from inferd.repository import ModelEntry, ModelRepository, ModelVersion
 from inferd.stages import Item
@@ -232,6 +233,36 @@ class DataPlane:
             "recorded": len(entries) - len(unknown),
             "unknown": [{"request_id": rid, "item": item} for rid, item in unknown],
         }
+
+    # --- the four costs ------------------------------------------------------------------
+
+    async def report(self, name: str, window_s: float | None = None) -> dict[str, Any]:
+        """A model's latency, cost, energy, accuracy, fairness and drift over a window, from
+        the prediction log (built in a thread: it reads the store and bootstraps)."""
+        entry = self.repository.entry(name)
+        store = self.store
+        if store is None:
+            raise ModelNotReadyError(
+                "this server runs without a store, so it keeps no prediction log to report "
+                "on; start it with --data-dir or --store"
+            )
+        spec = entry.spec
+        if spec is None:
+            raise ModelNotReadyError(f"model {name!r} did not load: {'; '.join(entry.errors)}")
+        latest = entry.latest
+        labels = latest.pipeline.labels if latest is not None and latest.pipeline else None
+        accounting = self.accounting
+        return await asyncio.to_thread(
+            report_from_store,
+            store,
+            spec,
+            entry.path,
+            labels=labels,
+            window_s=window_s,
+            currency=accounting.pricing.currency if accounting else None,
+            gco2_per_kwh=accounting.pricing.grid_gco2_per_kwh if accounting else None,
+            notes=accounting.notes() if accounting else ["accounting is off (--no-monitor)"],
+        )
 
     def _truth_check(self, name: str) -> TruthCheck:
         try:

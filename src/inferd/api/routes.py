@@ -61,6 +61,7 @@ class Api:
             router.add(prefix, v2.model_ready)
             router.add(prefix + ":predict", v1.predict, post)
         router.add("/v1/feedback", v1.feedback, post)
+        router.add("/v1/models/{model}/report", v1.report)
         router.add("/v1/models", openai.models)
         router.add("/v1/completions", openai.completions, post)
         router.add("/v1/chat/completions", openai.chat_completions, post)

@@ -1,14 +1,19 @@
 """KServe V1 over REST: `:predict` with instances a person writes, model readiness, and
 `/v1/feedback` (inferd's own route: ground truth for logged predictions).
 
+`GET /v1/models/{name}/report[?window=SECONDS]` is the model's four costs over a window (the
+same dict `inferd report` draws; see inferd.monitor.report).
+
 `POST /v1/feedback` takes one entry `{"request_id": ..., "item": 0, "truth": ...}` or many
 as `{"feedback": [entry, ...]}`. `item` is the instance's index in its request (default 0).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qs
 
 from inferd.api.common import deadline, json_response, predictive_model, unless_disconnected
 from inferd.codecs import json_loads
@@ -73,9 +78,28 @@ class V1Routes:
         )
         return json_response({"predictions": answers}, headers={"x-request-id": request.id})
 
+    async def report(self, request: HttpRequest) -> HttpResponse:
+        """The four costs of a model's predictions over a window (`?window=SECONDS`)."""
+        window = query_number(request, "window")
+        return json_response(await self.dataplane.report(request.params["model"], window))
+
     async def feedback(self, request: HttpRequest) -> HttpResponse:
         entries = parse_feedback(json_loads(await request.body(self.max_body_bytes)))
         return json_response(await self.dataplane.feedback(entries))
+
+
+def query_number(request: HttpRequest, name: str) -> float | None:
+    """A positive number from the query string (None when absent); 400 naming it otherwise."""
+    values = parse_qs(request.query).get(name)
+    if not values:
+        return None
+    try:
+        value = float(values[-1])
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise BadRequestError(f"?{name}= must be a positive number of seconds; got {values[-1]!r}")
+    return value
 
 
 MAX_ENTRIES = 10_000

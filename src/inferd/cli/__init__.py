@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from inferd.cli import actions, bench, devices, evaluate, generate, optimize, query, serve, tune
+from inferd.cli import (
+    actions,
+    bench,
+    devices,
+    evaluate,
+    generate,
+    optimize,
+    query,
+    report,
+    serve,
+    tune,
+)
 from inferd.cli.common import parse_size
 
 app = typer.Typer(
@@ -21,6 +32,7 @@ app.command()(query.validate)
 app.command()(evaluate.evaluate)
 app.command()(generate.generate)
 app.command()(actions.actions)
+app.command()(report.report)
 app.command()(bench.bench)
 app.command()(optimize.optimize)
 app.command()(tune.tune)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,7 +10,7 @@ import typer
 from inferd.cli import common
 from inferd.cli.common import DEFAULT_REPO, RepoOption, TrustOption, _fail
 from inferd.errors import InferdError
-from inferd.repository import ModelRepository
+from inferd.repository import ModelEntry, ModelRepository
 
 
 def evaluate(
@@ -56,5 +57,31 @@ def evaluate(
         common.console.print(
             f"  failed: {problem}", style="red", markup=False, highlight=False, soft_wrap=True
         )
+    saved = save_reference_profile(entry, report.version)
+    if saved is not None:
+        common.console.print(f"  saved the inputs' reference profile (for drift) to {saved}")
     if report.passed is False:
         raise typer.Exit(1)
+
+
+def save_reference_profile(entry: ModelEntry, version: int) -> Path | None:
+    """The eval data's inputs, decoded as the server decodes and logs them, profiled into
+    the version folder: what the live inputs' drift is measured against."""
+    from inferd.monitor.profile import build_profile, save_profile
+    from inferd.optimize.evaluate import load_examples
+    from inferd.stages.decide import plain
+
+    model = entry.versions.get(version)
+    if entry.spec is None or entry.spec.eval is None or model is None or model.pipeline is None:
+        return None
+    decoded = []
+    for instance, _ in load_examples(entry.path / entry.spec.eval.data):
+        try:
+            item = model.pipeline.item_from_instance(instance)
+        except InferdError:
+            continue
+        decoded.append({name: plain(value) for name, value in item.inputs.items()})
+    profile = build_profile(decoded)
+    if not profile.numeric and not profile.categorical:  # binary inputs only (images, audio)
+        return None
+    return save_profile(profile, entry.path / str(version))

@@ -33,7 +33,9 @@ class AsgiRequest(HttpRequest):
     __slots__ = ("_headers", "_watcher", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
-        super().__init__(scope["method"], scope["path"])
+        super().__init__(
+            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1")
+        )
         self.scope = scope
         self.receive = receive
         self._headers: dict[str, str] | None = None

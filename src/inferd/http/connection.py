@@ -73,8 +73,9 @@ class _Request(AnsweredRequest):
         body: bytes,
         connection: Connection,
         keep_alive: bool,
+        query: str = "",
     ) -> None:
-        super().__init__(method, path)
+        super().__init__(method, path, query)
         self._headers = headers
         self._body = body
         self._connection = connection
@@ -210,7 +211,8 @@ class Connection(ResponseWriter):
     def on_message_complete(self) -> None:
         self._receiving = False
         url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
-        path = url.partition(b"?")[0].decode("latin-1")
+        raw_path, _, raw_query = url.partition(b"?")
+        path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -222,6 +224,7 @@ class Connection(ResponseWriter):
             body,
             self,
             parser.should_keep_alive() and not self._service.stopping,
+            raw_query.decode("latin-1"),
         )
         if self._task is None:
             self._start(request)

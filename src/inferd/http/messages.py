@@ -20,11 +20,13 @@ from inferd.errors import BadRequestError, PayloadTooLargeError
 class HttpRequest(ABC):
     """One request: method, path, route parameters, headers (lower-case names) and the body."""
 
-    __slots__ = ("disconnected", "id", "method", "params", "path")
+    __slots__ = ("disconnected", "id", "method", "params", "path", "query")
 
-    def __init__(self, method: str, path: str) -> None:
+    def __init__(self, method: str, path: str, query: str = "") -> None:
         self.method = method
         self.path = path
+        self.query = query
+        """The URL's query string, undecoded (what follows '?')."""
         self.params: dict[str, str] = {}
         self.id = ""
         """The request id: the client's X-Request-Id, or one the server makes."""

@@ -9,15 +9,17 @@ on a store (or a copy of one) long after the server stopped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inferd.monitor import accuracy, drift, fairness
-from inferd.monitor.profile import Profile
+from inferd.monitor.profile import Profile, load_profile
 from inferd.spec import ModelSpec
-from inferd.store import LoggedRow
+from inferd.store import LoggedRow, Store
 
 STAGES = ("queue", "preprocess", "model", "postprocess")
 
@@ -102,8 +104,16 @@ def build_report(
     versions: dict[str, Any] = {}
     for version, logged in sorted(by_version.items(), key=lambda item: _version_key(item[0])):
         live = accuracy.measure(spec, logged, monitoring.min_labels)
+        # Over the span the predictions cover, so a young log is not one point in a week.
+        first = min(r.created_at for r in logged)
+        last = max(r.created_at for r in logged)
         live["over_time"] = accuracy.over_time(
-            spec, logged, since, until, monitoring.buckets, monitoring.min_labels
+            spec,
+            logged,
+            max(since, first),
+            min(until, last + 1e-6 * max(1.0, last - first)),
+            monitoring.buckets,
+            monitoring.min_labels,
         )
         versions[version] = {
             "predictions": len(logged),
@@ -132,8 +142,40 @@ def build_report(
     }
 
 
+def report_from_store(
+    store: Store,
+    spec: ModelSpec,
+    model_dir: Path,
+    *,
+    labels: Sequence[str] | None = None,
+    window_s: float | None = None,
+    now: float | None = None,
+    currency: str | None = None,
+    gco2_per_kwh: float | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The report of a model's logged predictions in the last `window_s` seconds (default
+    its `monitoring.window_s`), with each version's reference profile from its folder."""
+    until = time.time() if now is None else now
+    since = until - (window_s if window_s is not None else spec.monitoring.window_s)
+    rows = store.logged(spec.name, since=since, until=until)
+    versions = {row.version for row in rows}
+    profiles = {v: load_profile(model_dir / v) for v in versions if v.isdigit()}
+    return build_report(
+        spec,
+        rows,
+        since=since,
+        until=until,
+        labels=labels,
+        profiles=profiles,
+        currency=currency,
+        gco2_per_kwh=gco2_per_kwh,
+        notes=notes,
+    )
+
+
 def _version_key(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 30, version)
 
 
-__all__ = ["build_report", "cost", "energy", "latency", "slo"]
+__all__ = ["build_report", "cost", "energy", "latency", "report_from_store", "slo"]

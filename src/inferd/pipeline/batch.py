@@ -51,6 +51,7 @@ class BatchRunner:
         self.batched = wiring.spec.batched
         self.backend = wiring.backend
         self._check_inputs = wiring.spec.backend == "onnx"
+        self._takes = frozenset(wiring.model_input_names)
         self.on_gpu = bool(getattr(wiring.backend, "on_gpu", False))
 
     def run(self, items: Sequence[Item]) -> list[ItemResult | BaseException]:
@@ -98,7 +99,12 @@ class BatchRunner:
 
     def _feed(self, group: list[_Prepared]) -> dict[str, np.ndarray]:
         first = group[0][1].values
-        names = [n for n in first if isinstance(first[n], np.ndarray)]
+        # Wire inputs the graph does not take (kept for the log and the rules) stay out.
+        names = [
+            n
+            for n in first
+            if isinstance(first[n], np.ndarray) and (not self._check_inputs or n in self._takes)
+        ]
         if self.batched:
             return {n: self._stack(n, [entry[1].values[n] for entry in group]) for n in names}
         return {n: first[n] for n in names}

@@ -64,6 +64,9 @@ class TabularStage(_Strict):
     mean: list[float] | None = None
     std: list[float] | None = None
     datatype: Literal["FP32", "FP64"] = "FP32"
+    categories: dict[str, list[str]] = Field(default_factory=dict)
+    """Text features and their values: each is coded as its value's position in the list
+    (then scaled like the others), e.g. {group: [A, B]} sends A as 0 and B as 1."""
 
     @field_validator("features")
     @classmethod
@@ -78,6 +81,19 @@ class TabularStage(_Strict):
     @classmethod
     def _per_feature(cls, values: list[float] | None, info: ValidationInfo) -> list[float] | None:
         return _one_per(values, info, "features", "feature")
+
+    @field_validator("categories")
+    @classmethod
+    def _known_features(
+        cls, categories: dict[str, list[str]], info: ValidationInfo
+    ) -> dict[str, list[str]]:
+        features = info.data.get("features") or []
+        for name, values in categories.items():
+            if name not in features:
+                raise ValueError(f"categories names {name!r}, which is not one of the features")
+            if not values or len(set(values)) != len(values):
+                raise ValueError(f"categories of {name!r} must be a list of distinct values")
+        return categories
 
 
 class SeriesStage(_Strict):

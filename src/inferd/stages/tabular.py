@@ -1,7 +1,8 @@
-"""Tabular preprocessing: named numeric features → one scaled feature vector.
+"""Tabular preprocessing: named features → one scaled feature vector.
 
 Features are taken in the order model.yaml declares, whatever order the client sent them
-in; missing, non-numeric and non-finite values are refused with the feature's name.
+in; missing, non-numeric and non-finite values are refused with the feature's name. A text
+feature with declared `categories` is coded as its value's position in that list.
 """
 
 from __future__ import annotations
@@ -27,6 +28,21 @@ def _scalar(value: Any, feature: str) -> float:
     return number
 
 
+def _coded(value: Any, feature: str, values: list[str]) -> float:
+    """A text feature as its value's position in model.yaml's list of its categories."""
+    array = np.asarray(value)
+    if array.size != 1:
+        raise BadRequestError(f"feature {feature!r} must be one value; got {array.size} values")
+    given = array.reshape(-1)[0]
+    text = given.decode("utf-8", "replace") if isinstance(given, bytes) else str(given)
+    try:
+        return float(values.index(text))
+    except ValueError:
+        raise BadRequestError(
+            f"feature {feature!r} must be one of {', '.join(values)}; got {text!r}"
+        ) from None
+
+
 def build(stage: TabularStage, output_name: str) -> Preprocess:
     """A preprocess function stacking the declared features into `output_name`."""
     features = list(stage.features)
@@ -34,6 +50,7 @@ def build(stage: TabularStage, output_name: str) -> Preprocess:
     mean = np.asarray(stage.mean if stage.mean is not None else [0.0] * len(features))
     std = np.asarray(stage.std if stage.std is not None else [1.0] * len(features))
     dtype = numpy_dtype(stage.datatype)
+    categories = stage.categories
 
     def preprocess(item: Item) -> None:
         given = item.values
@@ -43,7 +60,13 @@ def build(stage: TabularStage, output_name: str) -> Preprocess:
                 f"missing feature(s) {', '.join(missing)}; this model needs all of: "
                 f"{', '.join(features)}"
             )
-        values = np.array([_scalar(given[f], f) for f in features], dtype=np.float64)
+        values = np.array(
+            [
+                _coded(given[f], f, categories[f]) if f in categories else _scalar(given[f], f)
+                for f in features
+            ],
+            dtype=np.float64,
+        )
         bad = [f for f, v in zip(features, values, strict=True) if not np.isfinite(v)]
         if bad:
             raise BadRequestError(
