@@ -44,6 +44,7 @@ e2e: setup-train
 
 bench: setup-train
 	$(PY) -m bench.serve
+	$(PY) -m bench.monitor
 	$(PY) -m bench.optimize
 
 clean:

@@ -72,7 +72,10 @@ def save_reference_profile(entry: ModelEntry, version: int) -> Path | None:
     from inferd.stages.decide import plain
 
     model = entry.versions.get(version)
+    folder = entry.path / str(version)
     if entry.spec is None or entry.spec.eval is None or model is None or model.pipeline is None:
+        return None
+    if not folder.is_dir():  # a cascade: its members' folders hold their own profiles
         return None
     decoded = []
     for instance, _ in load_examples(entry.path / entry.spec.eval.data):
@@ -84,4 +87,4 @@ def save_reference_profile(entry: ModelEntry, version: int) -> Path | None:
     profile = build_profile(decoded)
     if not profile.numeric and not profile.categorical:  # binary inputs only (images, audio)
         return None
-    return save_profile(profile, entry.path / str(version))
+    return save_profile(profile, folder)
