@@ -160,11 +160,15 @@ class DataPlane:
             )
         except ModelError as error:
             raise self._with_request_id(error, request.id) from error
-        metrics.stage(name, "total").observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.stage(name, "total").observe(seconds)
         cascade = model.spec.cascade is not None
         accounting = self.accounting
         if accounting is not None:
             version = str(model.version)
+            slo = model.spec.slo
+            if slo is not None:
+                metrics.within_objective(name, version, slo.p99_ms / 1000, seconds)
             for answer in answers:
                 result = answer.result
                 charge = accounting.charge(result.cpu_s, result.gpu_s)

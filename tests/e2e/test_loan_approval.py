@@ -134,6 +134,8 @@ def test_prometheus_has_the_costs(served: tuple[Server, Path], reports: Any) -> 
         'inferd_cpu_seconds_total{model="loan-approval",version="1"}',
         'inferd_cost_total{currency="USD",model="loan-approval",version="1"}',
         'inferd_co2e_grams_total{model="loan-approval",version="1"}',
+        'inferd_slo_objective_seconds{model="loan-approval"} 0.05',
+        'inferd_slo_attainment{model="loan-approval"}',
     ):
         assert series in text
     assert 'inferd_energy_joules_total{method="' in text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -242,6 +243,68 @@ class _CostCollector(Collector):
         yield from (cpu, gpu, energy, cost, co2)
 
 
+SLO_WINDOW_S = 300
+"""Seconds of requests `inferd_slo_attainment` is computed over."""
+
+
+class _SloCollector(Collector):
+    """Requests within and beyond each model's latency objective: counters per version, and
+    the share within over the last SLO_WINDOW_S seconds (per-second buckets, so a request
+    costs two additions under one lock)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.lock = threading.Lock()
+        self.objectives: dict[str, float] = {}
+        self.counts: dict[tuple[str, str, bool], int] = {}
+        self.recent: dict[str, dict[int, list[int]]] = {}  # model -> second -> [met, total]
+        self._clock = clock
+
+    def add(self, model: str, version: str, objective_s: float, seconds: float) -> None:
+        met = seconds <= objective_s
+        second = int(self._clock())
+        with self.lock:
+            self.objectives[model] = objective_s
+            key = (model, version, met)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            buckets = self.recent.setdefault(model, {})
+            bucket = buckets.get(second)
+            if bucket is None:
+                bucket = buckets[second] = [0, 0]
+                for old in [s for s in buckets if s <= second - SLO_WINDOW_S]:
+                    del buckets[old]
+            bucket[0] += met
+            bucket[1] += 1
+
+    def collect(self) -> Iterable[Metric]:
+        objective = GaugeMetricFamily(
+            "inferd_slo_objective_seconds",
+            "Each model's latency objective (model.yaml slo.p99_ms)",
+            labels=["model"],
+        )
+        requests = CounterMetricFamily(
+            "inferd_slo_requests",
+            "Requests answered within (met=true) or beyond the model's latency objective",
+            labels=["model", "version", "met"],
+        )
+        attainment = GaugeMetricFamily(
+            "inferd_slo_attainment",
+            f"Share of the last {SLO_WINDOW_S} s of requests answered within the objective",
+            labels=["model"],
+        )
+        since = int(self._clock()) - SLO_WINDOW_S
+        with self.lock:
+            for model, seconds in self.objectives.items():
+                objective.add_metric([model], seconds)
+            for (model, version, met), count in self.counts.items():
+                requests.add_metric([model, version, "true" if met else "false"], count)
+            for model, buckets in self.recent.items():
+                within = sum(b[0] for s, b in buckets.items() if s > since)
+                total = sum(b[1] for s, b in buckets.items() if s > since)
+                if total:
+                    attainment.add_metric([model], within / total)
+        yield from (objective, requests, attainment)
+
+
 QueueReader = Callable[[], Iterable[tuple[str, str, int, int]]]
 """Yields (model, version, items waiting, batches running) for every served version."""
 
@@ -324,10 +387,13 @@ class Metrics:
         engines: EngineReader = lambda: (),
         actions: ActionReader | None = None,
         currency: str = "USD",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = CollectorRegistry()
         self.costs = _CostCollector(currency)
         self.registry.register(self.costs)
+        self.slo = _SloCollector(clock)
+        self.registry.register(self.slo)
         self.requests = self._register(
             _Counter(
                 "inferd_requests",
@@ -427,6 +493,12 @@ class Metrics:
             pre.add(preprocess_s)
             run.add(model_s)
             post.add(postprocess_s)
+
+    def within_objective(
+        self, model: str, version: str, objective_s: float, seconds: float
+    ) -> None:
+        """One request's latency against its model's objective (model.yaml `slo`)."""
+        self.slo.add(model, version, objective_s, seconds)
 
     def charge(self, model: str, version: str, cpu_s: float, gpu_s: float, charge: Charge) -> None:
         """One prediction's CPU and GPU time and what they cost."""

@@ -262,3 +262,18 @@ def test_observe_item_records_the_four_item_stages() -> None:
         assert get("inferd_stage_seconds_count", labels) == 1.0
         assert get("inferd_stage_seconds_bucket", {**labels, "le": le}) == 1.0
     assert get("inferd_stage_seconds_count", {"model": "m", "stage": "total"}) is None
+
+
+def test_slo_counts_requests_against_the_objective_over_a_rolling_window() -> None:
+    now = [1000.0]
+    metrics = Metrics(queues=lambda: (), known_models=lambda _: True, clock=lambda: now[0])
+    for seconds in (0.010, 0.020, 0.080):
+        metrics.within_objective("m", "1", 0.050, seconds)
+    text = metrics.render().decode()
+    assert 'inferd_slo_objective_seconds{model="m"} 0.05' in text
+    assert 'inferd_slo_requests_total{met="true",model="m",version="1"} 2.0' in text
+    assert 'inferd_slo_requests_total{met="false",model="m",version="1"} 1.0' in text
+    assert 'inferd_slo_attainment{model="m"} 0.6666666666666666' in text
+    now[0] += 400  # the window moved past those requests: only the new one counts
+    metrics.within_objective("m", "1", 0.050, 0.001)
+    assert 'inferd_slo_attainment{model="m"} 1.0' in metrics.render().decode()
