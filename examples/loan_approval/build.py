@@ -94,6 +94,13 @@ prediction_log: {{sample_rate: 1.0, inputs: all}}
 slo: {{p99_ms: 50}}
 monitoring: {{window_s: 604800, min_labels: 50}}
 fairness: {{attributes: [group], metric: accuracy, positive_label: approved, min_group_size: 50}}
+# Checked by the monitor loop (inferd serve --monitor-interval): a warning in the log, through
+# the action outbox, when the approval rates of the groups drift more than 10 points apart.
+alerts:
+  - name: approval_gap
+    description: the groups' approval rates are more than 10 points apart
+    when: demographic_parity_difference > 0.1
+    actions: [{{type: log, level: warning}}]
 """
 
 

@@ -22,6 +22,7 @@ from inferd.http.messages import Handler
 from inferd.monitor.costs import Accounting, Pricing
 from inferd.monitor.metrics import Metrics
 from inferd.monitor.recording import Recorder
+from inferd.monitor.watch import DEFAULT_INTERVAL_S, Watch, Watched
 from inferd.repository import ModelRepository
 
 logger = logging.getLogger("inferd.app")
@@ -45,6 +46,8 @@ class ServerConfig:
     """Account each prediction's CPU time, energy and cost (`--no-monitor` turns it off)."""
     pricing: Pricing = field(default_factory=Pricing)
     """The machine's price, its CPU's watts and the grid's carbon intensity."""
+    monitor_interval_s: float = DEFAULT_INTERVAL_S
+    """Seconds between the monitor loop's passes (figures as gauges, alerts checked)."""
 
 
 class App:
@@ -92,6 +95,28 @@ class App:
         )
         self.handle: Handler = self.api.handle
         """One request, from any transport."""
+        self.watch: Watch | None = None
+        if self.outbox is not None and self.accounting is not None:
+            self.watch = Watch(
+                self._watched,
+                self.outbox.store,
+                self.outbox.writer,
+                self.metrics,
+                interval_s=config.monitor_interval_s,
+                currency=config.pricing.currency,
+                gco2_per_kwh=config.pricing.grid_gco2_per_kwh,
+            )
+
+    def _watched(self) -> list[Watched]:
+        """The models the monitor loop reports on: those with a prediction log."""
+        found = []
+        for entry in self.repository.entries():
+            latest = entry.latest
+            if entry.spec is None or entry.spec.prediction_log is None or latest is None:
+                continue
+            labels = latest.pipeline.labels if latest.pipeline is not None else None
+            found.append(Watched(entry.spec, entry.path, labels))
+        return found
 
     def _outbox_counts(self) -> dict[tuple[str, str], int]:
         assert self.outbox is not None
@@ -106,12 +131,16 @@ class App:
             assert model.engine is not None
             model.engine.observer = self.metrics.generation_observer(model.name)
         self.dataplane.started = True
+        if self.watch is not None:
+            self.watch.start()
         for entry in self.repository.entries():
             state = f"versions {sorted(entry.versions)}" if entry.versions else "NOT LOADED"
             logger.info("model %s: %s", entry.name, state)
 
     async def shutdown(self) -> None:
         self.dataplane.started = False
+        if self.watch is not None:
+            await self.watch.stop()
         await self.repository.stop()
         if self.outbox is not None:
             await self.outbox.stop()
@@ -137,6 +166,7 @@ def create_app(
     retention_days: float = 30.0,
     accounting: bool = True,
     pricing: Pricing | None = None,
+    monitor_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> App:
     """The app serving every model in `repository_path` (an ASGI app)."""
     return App(
@@ -149,5 +179,6 @@ def create_app(
             retention_days=retention_days,
             accounting=accounting,
             pricing=pricing or Pricing(),
+            monitor_interval_s=monitor_interval_s,
         )
     )

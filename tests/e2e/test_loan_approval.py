@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
         "12",
         "--grid-intensity",
         "400",
+        "--monitor-interval",
+        "1",
     )
     try:
         yield server, data
@@ -139,6 +142,35 @@ def test_prometheus_has_the_costs(served: tuple[Server, Path], reports: Any) -> 
     ):
         assert series in text
     assert 'inferd_energy_joules_total{method="' in text
+
+
+def test_the_bias_alert_fires_through_the_outbox(served: tuple[Server, Path], reports: Any) -> None:
+    """model.yaml's approval_gap alert fires for the biased model only, once, as a log action
+    delivered from the outbox; the monitor loop's gauges show the gap."""
+    server, data = served
+    gauge = (
+        'inferd_fairness_difference{attribute="group",measure="demographic_parity_difference",'
+        'model="loan-approval",version="1"}'
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        log = server.log.read_text()
+        delivered = '"action":"approval_gap.0.log"' in log  # the log action's own line
+        if delivered and gauge in httpx.get(server.url + "/metrics").text:
+            break
+        time.sleep(0.5)
+    log = server.log.read_text()
+    assert "alert approval_gap of loan-approval v1 fired" in log
+    assert "alert approval_gap of loan-approval-fair" not in log
+    assert log.count("alert approval_gap of loan-approval v1 fired") == 1
+    assert '"action":"approval_gap.0.log","model":"loan-approval"' in log
+    listed = subprocess.run(
+        [sys.executable, "-m", "inferd.cli", "actions", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "approval_gap" in listed.stdout, listed.stdout + listed.stderr
 
 
 def test_inferd_report_writes_one_html_page(

@@ -62,6 +62,13 @@ def serve(
         float | None,
         typer.Option(help="The grid's carbon intensity in gCO2e per kWh: adds CO2e figures."),
     ] = None,
+    monitor_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between the monitor's passes over the prediction log: live "
+            "accuracy, fairness and drift as metrics, and model.yaml alerts checked."
+        ),
+    ] = 60.0,
     monitor: Annotated[
         bool,
         typer.Option(
@@ -91,6 +98,10 @@ def serve(
     ):
         if value is not None and not (value >= 0 and math.isfinite(value)):
             raise _fail(f"{flag} must be a finite number of at least 0; got {value}")
+    if not (monitor_interval > 0 and math.isfinite(monitor_interval)):
+        raise _fail(
+            f"--monitor-interval must be a positive number of seconds; got {monitor_interval}"
+        )
     if price_per_hour is not None and price_per_core_hour is not None:
         raise _fail("give --price-per-hour or --price-per-core-hour, not both")
     pricing = Pricing(
@@ -110,6 +121,7 @@ def serve(
             retention_days=retention_days,
             accounting=monitor,
             pricing=pricing,
+            monitor_interval_s=monitor_interval,
         )
     except Exception as error:  # a bad URL, an unreachable database, a read-only folder
         raise _fail(f"cannot open the store: {error}") from None

@@ -15,7 +15,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import (
@@ -305,6 +305,62 @@ class _SloCollector(Collector):
         yield from (objective, requests, attainment)
 
 
+class _QualityCollector(Collector):
+    """The monitor loop's latest figures per model version (`watch.py`): the task metric and
+    its labels, fairness differences per sensitive attribute, drift per input feature."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latest: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def set(self, model: str, version: str, report: dict[str, Any]) -> None:
+        with self.lock:
+            self.latest[(model, version)] = report
+
+    def collect(self) -> Iterable[Metric]:
+        labels = ["model", "version"]
+        quality = GaugeMetricFamily(
+            "inferd_quality",
+            "The task metric live, from feedback labels (unset below monitoring.min_labels)",
+            labels=[*labels, "metric"],
+        )
+        counted = GaugeMetricFamily(
+            "inferd_quality_labels", "Labelled predictions in the monitoring window", labels=labels
+        )
+        fairness = GaugeMetricFamily(
+            "inferd_fairness_difference",
+            "Demographic parity and equalized odds differences between a sensitive "
+            "attribute's groups",
+            labels=[*labels, "attribute", "measure"],
+        )
+        drift = GaugeMetricFamily(
+            "inferd_drift",
+            "Input drift against the version's reference profile: PSI, KS statistic",
+            labels=[*labels, "feature", "test"],
+        )
+        with self.lock:
+            taken = list(self.latest.items())
+        for (model, version), report in taken:
+            live = report["accuracy"]
+            counted.add_metric([model, version], live["n"])
+            if live["status"] == "ok":
+                quality.add_metric([model, version, live["metric"]], live["value"])
+                if live.get("f1") is not None:
+                    quality.add_metric([model, version, "f1"], live["f1"])
+            for attribute, result in (
+                (report.get("fairness") or {}).get("attributes") or {}
+            ).items():
+                for measure in ("demographic_parity_difference", "equalized_odds_difference"):
+                    figure = result.get(measure)
+                    if figure is not None:
+                        fairness.add_metric([model, version, attribute, measure], figure["value"])
+            for feature, result in report["drift"]["features"].items():
+                for test in ("psi", "ks"):
+                    if result.get(test) is not None:
+                        drift.add_metric([model, version, feature, test], result[test])
+        yield from (quality, counted, fairness, drift)
+
+
 QueueReader = Callable[[], Iterable[tuple[str, str, int, int]]]
 """Yields (model, version, items waiting, batches running) for every served version."""
 
@@ -394,6 +450,8 @@ class Metrics:
         self.registry.register(self.costs)
         self.slo = _SloCollector(clock)
         self.registry.register(self.slo)
+        self.quality = _QualityCollector()
+        self.registry.register(self.quality)
         self.requests = self._register(
             _Counter(
                 "inferd_requests",

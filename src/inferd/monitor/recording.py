@@ -47,7 +47,7 @@ def idempotency_key(model: str, request_id: str, item: int, decision: str, actio
     )
 
 
-def _target(action: ActionSpec, model_dir: Path | None) -> dict[str, Any]:
+def action_target(action: ActionSpec, model_dir: Path | None) -> dict[str, Any]:
     """The action's settings as they are now, kept with it: a pending action is delivered
     as it was decided even if model.yaml changes before the server restarts."""
     if isinstance(action, WebhookAction):
@@ -170,7 +170,7 @@ class Recorder:
             decision=rule.decision,
             action=name,
             kind=action.type,
-            target=_target(action, model_dir),
+            target=action_target(action, model_dir),
             event=event,
             idempotency_key=key,
             created_at=now,

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from inferd.expression import ExpressionError, parse
 from inferd.spec.base import _Strict
 from inferd.spec.decide import ActionSpec
 
@@ -54,6 +55,27 @@ class FairnessSpec(_Strict):
         return value
 
 
+FIGURES = {
+    "accuracy": "a classifier's accuracy (live, from feedback labels)",
+    "f1": "a classifier's macro F1",
+    "mae": "a regressor's mean absolute error",
+    "mase": "a forecaster's mean absolute scaled error",
+    "map": "a detector's mean average precision",
+    "labels": "labelled predictions in the window",
+    "predictions": "logged predictions in the window",
+    "slo_attainment": "share of logged predictions within slo.p99_ms",
+    "latency_p99_ms": "99th percentile of the request latency, ms",
+    "cost_per_1000": "cost of 1,000 predictions, in the server's currency",
+    "energy_j_per_1000": "joules of 1,000 predictions",
+    "demographic_parity_difference": "the largest, over the sensitive attributes",
+    "equalized_odds_difference": "the largest, over the sensitive attributes",
+    "drift_psi_max": "the largest PSI over the input features",
+    "drift_ks_max": "the largest KS statistic over the numeric input features",
+}
+"""The live figures an alert's `when` may read; one it cannot know yet (too few labels, no
+fairness section) is null, and a rule over null does not fire."""
+
+
 class AlertSpec(_Strict):
     """A threshold on the live figures: when `when` turns true, the actions are taken (once
     per breach, through the same durable outbox as decide rules' actions)."""
@@ -64,5 +86,22 @@ class AlertSpec(_Strict):
     description: str = ""
     actions: list[ActionSpec] = Field(default_factory=list)
 
+    @field_validator("when")
+    @classmethod
+    def _reads_figures(cls, when: str) -> str:
+        try:
+            expression = parse(when)
+        except ExpressionError as error:
+            raise ValueError(f"alert rule {when!r}: {error}") from None
+        unknown = sorted(
+            ".".join(path) for path in expression.names() if ".".join(path) not in FIGURES
+        )
+        if unknown:
+            raise ValueError(
+                f"alert rule {when!r} reads {', '.join(unknown)}; the figures are "
+                f"{', '.join(FIGURES)}"
+            )
+        return when
 
-__all__ = ["AlertSpec", "FairnessMetric", "FairnessSpec", "MonitoringSpec", "SloSpec"]
+
+__all__ = ["FIGURES", "AlertSpec", "FairnessMetric", "FairnessSpec", "MonitoringSpec", "SloSpec"]
