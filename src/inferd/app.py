@@ -13,6 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferd.actions.outbox import Outbox
 from inferd.api.routes import Api
@@ -24,6 +25,9 @@ from inferd.monitor.metrics import Metrics
 from inferd.monitor.recording import Recorder
 from inferd.monitor.watch import DEFAULT_INTERVAL_S, Watch, Watched
 from inferd.repository import ModelRepository
+
+if TYPE_CHECKING:
+    from inferd.monitor.tracing import Tracing
 
 logger = logging.getLogger("inferd.app")
 
@@ -48,6 +52,10 @@ class ServerConfig:
     """The machine's price, its CPU's watts and the grid's carbon intensity."""
     monitor_interval_s: float = DEFAULT_INTERVAL_S
     """Seconds between the monitor loop's passes (figures as gauges, alerts checked)."""
+    otel_exporter: str | None = None
+    """"otlp" or "console": trace requests, stages and batches with OpenTelemetry."""
+    otel_endpoint: str | None = None
+    """The OTLP/HTTP collector (default: the SDK's, from OTEL_EXPORTER_OTLP_ENDPOINT)."""
 
 
 class App:
@@ -65,6 +73,11 @@ class App:
             currency=config.pricing.currency,
         )
         self.accounting = Accounting(config.pricing) if config.accounting else None
+        self.tracing: Tracing | None = None
+        if config.otel_exporter:
+            from inferd.monitor.tracing import Tracing
+
+            self.tracing = Tracing(config.otel_exporter, config.otel_endpoint)
         if self.accounting is not None:
             for note in self.accounting.notes():
                 logger.info("%s", note)
@@ -82,16 +95,22 @@ class App:
             self.repository,
             self.metrics,
             store=self.outbox.store if self.outbox else None,
-            recorder=Recorder(self.outbox.writer, accounting=self.accounting)
+            recorder=Recorder(
+                self.outbox.writer,
+                accounting=self.accounting,
+                traceparent=self.tracing.traceparent if self.tracing else None,
+            )
             if self.outbox
             else None,
             accounting=self.accounting,
+            tracing=self.tracing,
         )
         self.api = Api(
             self.dataplane,
             self.metrics,
             api_key=config.api_key,
             max_body_bytes=config.max_body_bytes,
+            tracing=self.tracing,
         )
         self.handle: Handler = self.api.handle
         """One request, from any transport."""
@@ -144,6 +163,8 @@ class App:
         await self.repository.stop()
         if self.outbox is not None:
             await self.outbox.stop()
+        if self.tracing is not None:
+            self.tracing.close()  # the last spans go out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""
@@ -167,6 +188,8 @@ def create_app(
     accounting: bool = True,
     pricing: Pricing | None = None,
     monitor_interval_s: float = DEFAULT_INTERVAL_S,
+    otel_exporter: str | None = None,
+    otel_endpoint: str | None = None,
 ) -> App:
     """The app serving every model in `repository_path` (an ASGI app)."""
     return App(
@@ -180,5 +203,7 @@ def create_app(
             accounting=accounting,
             pricing=pricing or Pricing(),
             monitor_interval_s=monitor_interval_s,
+            otel_exporter=otel_exporter,
+            otel_endpoint=otel_endpoint,
         )
     )

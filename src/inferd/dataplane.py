@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from inferd.stages import Item
 if TYPE_CHECKING:
     from inferd.generate.engine import EngineStats
     from inferd.generate.request import Delta, SamplingParams
+    from inferd.monitor.tracing import Tracing
     from inferd.store import FeedbackEntry, Store
 
 logger = logging.getLogger("inferd.dataplane")
@@ -52,8 +53,11 @@ class DataPlane:
         store: Store | None = None,
         recorder: Recorder | None = None,
         accounting: Accounting | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.repository = repository
+        self.tracing = tracing
+        """Stage and batch spans of every item; None unless `--otel-exporter` is given."""
         self.accounting = accounting
         """Prices every prediction into the cost metrics; None with `--no-monitor`."""
         self.metrics = metrics
@@ -154,9 +158,10 @@ class DataPlane:
         metrics = self.metrics
         name = model.name
         started = time.perf_counter()
+        observe = self._observe if self.tracing is None else self._traced(str(model.version))
         try:
             answers = await model.predictive.process(
-                items, submit, request, recorder=self.recorder, observe=self._observe
+                items, submit, request, recorder=self.recorder, observe=observe
             )
         except ModelError as error:
             raise self._with_request_id(error, request.id) from error
@@ -184,6 +189,17 @@ class DataPlane:
         self.metrics.observe_item(
             model, queue_s, result.preprocess_s, result.model_s, result.postprocess_s
         )
+
+    def _traced(self, version: str) -> Callable[[str, ItemResult, float], None]:
+        """The item observer when tracing: metrics, then the item's stage spans."""
+        tracing = self.tracing
+        assert tracing is not None
+
+        def observe(model: str, result: ItemResult, queue_s: float) -> None:
+            self._observe(model, result, queue_s)
+            tracing.item(model, version, result, queue_s)
+
+        return observe
 
     def _with_request_id(self, error: ModelError, request_id: str) -> ModelError:
         logger.error("request %s failed inside the model: %s", request_id, error.message)

@@ -29,7 +29,7 @@ class Reply:
 class Received:
     path: str
     headers: dict[str, str]  # names in lower case
-    body: Any  # the JSON body, parsed
+    body: Any  # the JSON body, parsed (raw bytes when it is not JSON)
 
     @property
     def key(self) -> str:
@@ -97,7 +97,11 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length) or b"null")
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"null")
+                except ValueError:  # not JSON (an OTLP protobuf): kept as bytes
+                    body = raw
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 reply = receiver._next(Received(self.path, headers, body))
                 if reply.hang_s and receiver._closing.wait(reply.hang_s):

@@ -112,6 +112,9 @@ class Deliverer:
         headers.update({str(name): str(value) for name, value in custom.items()})
         headers["Content-Type"] = "application/json"
         headers["Idempotency-Key"] = action.idempotency_key
+        parent = target.get("traceparent")
+        if isinstance(parent, str) and parent:  # the deciding request's trace goes on
+            headers["traceparent"] = parent
         timeout_s = max(0.001, setting(target, "timeout_s", 5.0))
         body = dumps(action.event).encode()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from typing import TYPE_CHECKING
 
 from inferd.api.common import client_request_id, error_response, json_response, new_request_id
 from inferd.api.openai import OpenAIRoutes
@@ -22,6 +23,9 @@ from inferd.errors import InferdError, UnauthorizedError
 from inferd.http.messages import HttpRequest, HttpResponse
 from inferd.http.routing import Router
 from inferd.monitor.metrics import Metrics
+
+if TYPE_CHECKING:
+    from inferd.monitor.tracing import Tracing
 
 logger = logging.getLogger("inferd.api")
 
@@ -36,8 +40,12 @@ class Api:
         *,
         api_key: str | None,
         max_body_bytes: int,
+        tracing: Tracing | None = None,
     ) -> None:
         self.metrics = metrics
+        self.tracing = tracing
+        if tracing is not None:
+            self.handle = self._traced  # type: ignore[method-assign]
         self.api_key = api_key
         self.router = self._routes(
             V2Routes(dataplane, max_body_bytes),
@@ -107,6 +115,15 @@ class Api:
         if request_id:
             response.headers.setdefault("x-request-id", request_id)
         return response
+
+    async def _traced(self, request: HttpRequest) -> HttpResponse:
+        """`handle` inside a server span that continues the caller's `traceparent`."""
+        assert self.tracing is not None
+        with self.tracing.request(request.method, request.path, request.headers, "") as span:
+            response = await Api.handle(self, request)
+            span.set_attribute("http.response.status_code", response.status)
+            span.set_attribute("inferd.request_id", response.headers.get("x-request-id", ""))
+            return response
 
     def _authorize(self, request: HttpRequest) -> None:
         if self.api_key is None or request.path.startswith("/v2/health"):

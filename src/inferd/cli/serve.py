@@ -69,6 +69,21 @@ def serve(
             "accuracy, fairness and drift as metrics, and model.yaml alerts checked."
         ),
     ] = 60.0,
+    otel_exporter: Annotated[
+        str | None,
+        typer.Option(
+            envvar="OTEL_TRACES_EXPORTER",
+            help="Trace requests, stages and batches with OpenTelemetry: otlp (to "
+            "--otel-endpoint) or console (spans on stdout). Off by default.",
+        ),
+    ] = None,
+    otel_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="The OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (default: the "
+            "SDK's, from OTEL_EXPORTER_OTLP_ENDPOINT)."
+        ),
+    ] = None,
     monitor: Annotated[
         bool,
         typer.Option(
@@ -102,6 +117,10 @@ def serve(
         raise _fail(
             f"--monitor-interval must be a positive number of seconds; got {monitor_interval}"
         )
+    if otel_exporter == "none":  # OTEL_TRACES_EXPORTER's own word for off
+        otel_exporter = None
+    if otel_exporter not in (None, "otlp", "console"):
+        raise _fail(f"--otel-exporter is otlp or console; got {otel_exporter!r}")
     if price_per_hour is not None and price_per_core_hour is not None:
         raise _fail("give --price-per-hour or --price-per-core-hour, not both")
     pricing = Pricing(
@@ -122,6 +141,8 @@ def serve(
             accounting=monitor,
             pricing=pricing,
             monitor_interval_s=monitor_interval,
+            otel_exporter=otel_exporter,
+            otel_endpoint=otel_endpoint,
         )
     except Exception as error:  # a bad URL, an unreachable database, a read-only folder
         raise _fail(f"cannot open the store: {error}") from None

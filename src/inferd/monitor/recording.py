@@ -68,8 +68,11 @@ class Recorder:
         sample: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
         accounting: Accounting | None = None,
+        traceparent: Callable[[], str | None] | None = None,
     ) -> None:
         self.writer = writer
+        self.traceparent = traceparent
+        """The current trace's W3C traceparent (tracing on): webhooks carry it on."""
         self.accounting = accounting
         """Prices each logged prediction (None: `--no-monitor`, the cost columns stay NULL)."""
         self._sample = sample
@@ -97,6 +100,12 @@ class Recorder:
             for rule in outcome.decided
             for index, action in enumerate(rule.actions)
         ]
+        if actions and self.traceparent is not None:
+            parent = self.traceparent()
+            if parent is not None:
+                for record in actions:
+                    if record.kind == "webhook":
+                        record.target["traceparent"] = parent
         if predictions or actions:
             await self.writer.save(predictions, actions)
 

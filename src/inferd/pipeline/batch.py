@@ -7,6 +7,7 @@ and only a failing model call fails the items that shared it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from inferd.pipeline.wiring import Wiring
 from inferd.stages import Item, Prediction
 
 logger = logging.getLogger("inferd.pipeline")
+_calls = itertools.count(1)  # next() on a count is atomic: worker threads share it
 
 
 @dataclass
@@ -36,6 +38,8 @@ class ItemResult:
     """Its share of the batch's CPU time (`usage.py`), by its share of the model's input."""
     gpu_s: float = 0.0
     """Its share of the model call's time when the model runs on a GPU."""
+    batch: int = 0
+    """Which model call it shared (a number unique in this process): traces link by it."""
 
 
 _Prepared = tuple[int, Item, float]
@@ -155,6 +159,7 @@ class BatchRunner:
                 results[index] = failure
             return
         model_s = time.perf_counter() - started
+        call = next(_calls)
         work = [_work(item) for _, item, _ in group]
         total_work = sum(work) or 1
         for position, (index, item, preprocess_s) in enumerate(group):
@@ -173,6 +178,7 @@ class BatchRunner:
                 batch_size=len(group),
                 cpu_s=work[position],  # its work for now; run() turns it into seconds
                 gpu_s=model_s * work[position] / total_work if self.on_gpu else 0.0,
+                batch=call,
             )
 
     def _stack(self, name: str, arrays: list[np.ndarray]) -> np.ndarray:
