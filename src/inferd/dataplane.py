@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from inferd.codecs import InferTensor
-from inferd.errors import BadRequestError, InferdError, ModelError, ModelNotReadyError
+from inferd.errors import (
+    BadRequestError,
+    InferdError,
+    ModelError,
+    ModelNotReadyError,
+    NotFoundError,
+)
 from inferd.monitor.costs import Accounting
 from inferd.monitor.feedback import TruthCheck, truth_check
 from inferd.monitor.metrics import Metrics
@@ -229,30 +235,39 @@ class DataPlane:
     # --- feedback ------------------------------------------------------------------------
 
     async def feedback(self, entries: list[FeedbackEntry]) -> dict[str, Any]:
-        """Attach ground truth to logged predictions: all entries or none (a wrong truth is a
-        400 naming its entry); ids the prediction log lacks are reported back."""
+        """Attach ground truth to logged predictions: all entries or none. A wrong truth is a
+        400 naming its entry; an id the prediction log lacks, a 404 naming it."""
         store = self.store
         if store is None:
             raise ModelNotReadyError("this server runs without a store; start it with --data-dir")
+        if self.recorder is not None:
+            await self.recorder.flush()  # log rows written behind their answers
         ids = sorted({entry.request_id for entry in entries})
         logged = await asyncio.to_thread(store.find_predictions, ids)
         checks: dict[str, TruthCheck] = {}
+        unknown: list[str] = []
         for position, entry in enumerate(entries):
-            for record in logged.get(entry.request_id, []):
-                if record.item != entry.item:
-                    continue
+            where = f"feedback[{position}]: " if len(entries) > 1 else ""
+            found = [r for r in logged.get(entry.request_id, []) if r.item == entry.item]
+            if not found:
+                unknown.append(f"{where}request id {entry.request_id!r} item {entry.item}")
+            for record in found:
                 check = checks.get(record.model)
                 if check is None:
                     check = checks[record.model] = self._truth_check(record.model)
                 problem = check(entry.value)
                 if problem is not None:
-                    where = f"feedback[{position}]: " if len(entries) > 1 else ""
                     raise BadRequestError(where + problem)
-        unknown = await asyncio.to_thread(store.attach_feedback, entries, time.time())
-        return {
-            "recorded": len(entries) - len(unknown),
-            "unknown": [{"request_id": rid, "item": item} for rid, item in unknown],
-        }
+        if unknown:
+            shown = "; ".join(unknown[:10]) + (
+                f"; and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            )
+            raise NotFoundError(
+                f"no logged prediction for {shown}. Only models with a prediction_log are "
+                "logged (sampled at its sample_rate, kept --retention-days); nothing was recorded"
+            )
+        missed = await asyncio.to_thread(store.attach_feedback, entries, time.time())
+        return {"recorded": len(entries) - len(missed)}
 
     # --- the four costs ------------------------------------------------------------------
 
@@ -272,6 +287,8 @@ class DataPlane:
         latest = entry.latest
         labels = latest.pipeline.labels if latest is not None and latest.pipeline else None
         accounting = self.accounting
+        if self.recorder is not None:
+            await self.recorder.flush()
         return await asyncio.to_thread(
             report_from_store,
             store,

@@ -136,10 +136,10 @@ def test_a_malignant_case_is_decided_posted_logged_and_given_feedback(
     bad_id = _predict(server, malignant, "no spaces allowed")
     assert bad_id.status_code == 400 and "X-Request-Id" in bad_id.json()["error"]
 
-    # Feedback: attached by request id; unknown ids reported; a wrong type refused.
+    # Feedback: attached by request id; unknown ids and a wrong type refused, naming them.
     feedback = f"{server.url}/v1/feedback"
     one = httpx.post(feedback, json={"request_id": "case-1", "truth": "malignant"})
-    assert one.json() == {"recorded": 1, "unknown": []}
+    assert one.json() == {"recorded": 1}
     bulk = httpx.post(
         feedback,
         json={
@@ -149,7 +149,9 @@ def test_a_malignant_case_is_decided_posted_logged_and_given_feedback(
             ]
         },
     )
-    assert bulk.json() == {"recorded": 1, "unknown": [{"request_id": "never-seen", "item": 0}]}
+    assert bulk.status_code == 404
+    assert "feedback[1]: request id 'never-seen' item 0" in bulk.json()["error"]
+    assert "nothing was recorded" in bulk.json()["error"]
     wrong = httpx.post(feedback, json={"request_id": "case-1", "truth": 1})
     assert wrong.status_code == 400 and "is a label" in wrong.json()["error"]
     unknown_label = httpx.post(feedback, json={"request_id": "case-1", "truth": "maybe"})

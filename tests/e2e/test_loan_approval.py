@@ -71,7 +71,7 @@ def _send(client: httpx.Client, model: str, applicants: list[dict[str, Any]]) ->
         ]
     reply = client.post("/v1/feedback", json={"feedback": feedback})
     assert reply.status_code == 200, reply.text
-    assert reply.json() == {"recorded": len(applicants), "unknown": []}
+    assert reply.json() == {"recorded": len(applicants)}
 
 
 @pytest.fixture(scope="module")
@@ -206,14 +206,11 @@ def test_inferd_report_writes_one_html_page(
 def test_bad_feedback_and_reports_are_4xx(served: tuple[Server, Path], reports: Any) -> None:
     server, _ = served
     with server.client() as client:
-        wrong_type = client.post(
-            "/v1/feedback", json={"request_id": "nobody", "item": 0, "truth": "maybe"}
+        unknown_id = client.post(
+            "/v1/feedback", json={"request_id": "nobody", "item": 0, "truth": "approved"}
         )
-        assert wrong_type.status_code == 200  # an unknown id is reported back, not dropped
-        assert wrong_type.json() == {
-            "recorded": 0,
-            "unknown": [{"request_id": "nobody", "item": 0}],
-        }
+        assert unknown_id.status_code == 404
+        assert "request id 'nobody' item 0" in unknown_id.json()["error"]
         response = client.post(
             "/v1/models/loan-approval:predict", json={"instances": [_replay()[0]["instance"]]}
         )

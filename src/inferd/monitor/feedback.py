@@ -1,9 +1,9 @@
 """Feedback: the ground truth for a logged prediction, attached later by its request id.
 
 The truth must have the shape of the model's prediction (a known label for a classifier, a
-number for a regressor, ...); one wrong entry fails the whole call (400) so that a batch is
-recorded entirely or not at all. Ids the log does not hold are reported back, never dropped
-silently. (The wire form, `POST /v1/feedback`, is parsed in `inferd.api.v1`.)
+number for a regressor, ...); one wrong entry fails the whole call (400), and one the log
+does not hold too (404), so that a batch is recorded entirely or not at all. (The wire
+form, `POST /v1/feedback`, is parsed in `inferd.api.v1`.)
 """
 
 from __future__ import annotations

@@ -106,8 +106,14 @@ class Recorder:
                 for record in actions:
                     if record.kind == "webhook":
                         record.target["traceparent"] = parent
-        if predictions or actions:
+        if actions:  # durable before the answer: one transaction with their log rows
             await self.writer.save(predictions, actions)
+        elif predictions:  # a log line need not hold up the answer
+            self.writer.log(predictions)
+
+    async def flush(self) -> None:
+        """Wait until the log rows queued so far are committed (feedback then finds them)."""
+        await self.writer.flush()
 
     def _logged(
         self,

@@ -51,6 +51,10 @@ class Recorder(Protocol):
         latency_s: float,
     ) -> None: ...
 
+    async def flush(self) -> None:
+        """Wait until what was saved so far is in the store (log rows may be written behind
+        their answers)."""
+
 
 class Act:
     """Stage 6 of one model version: decides, and hands the outcomes to the recorder."""

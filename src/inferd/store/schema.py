@@ -112,7 +112,11 @@ def dumps(value: Any) -> str:
     ).decode()
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes | float) -> Any:
+    # SQLite gives a JSON column numeric affinity: a bare number (a regressor's truth) comes
+    # back as a number, already decoded.
+    if isinstance(text, int | float):
+        return text
     return orjson.loads(text)
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from inferd.api import v1
 from inferd.dataplane import DataPlane
-from inferd.errors import BadRequestError
+from inferd.errors import BadRequestError, NotFoundError
 from inferd.monitor.metrics import Metrics
 from inferd.monitor.recording import Recorder, idempotency_key
 from inferd.repository import ModelRepository
@@ -116,15 +116,18 @@ async def test_a_repeated_request_id_does_not_enqueue_its_actions_twice(
     assert len(store.find_predictions(["same-id"])["same-id"]) == 2  # both predictions logged
 
 
-async def test_feedback_attaches_truth_and_reports_unknown_ids(
+async def test_feedback_attaches_truth_and_refuses_unknown_ids(
     plane: tuple[DataPlane, Store],
 ) -> None:
-    dataplane, _ = plane
+    dataplane, store = plane
     instance = dict(zip(FEATURES, [1.0, 2.0, 3.0], strict=True))
     await v1.predict(dataplane, "house", None, [instance], "fb-1", None, {"budget": 1e9})
     entries = [FeedbackEntry("fb-1", 0, 12.5), FeedbackEntry("nope", 0, 1.0)]
-    result = await dataplane.feedback(entries)
-    assert result == {"recorded": 1, "unknown": [{"request_id": "nope", "item": 0}]}
+    with pytest.raises(NotFoundError, match=r"feedback\[1\]: request id 'nope' item 0"):
+        await dataplane.feedback(entries)
+    assert store.logged("house")[0].feedback is None  # all or nothing
+    assert await dataplane.feedback(entries[:1]) == {"recorded": 1}
+    assert store.logged("house")[0].feedback == 12.5
     with pytest.raises(BadRequestError, match=r"feedback\[0\]: the truth for 'house' is a number"):
         await dataplane.feedback([FeedbackEntry("fb-1", 0, "expensive"), entries[1]])
 
@@ -168,6 +171,7 @@ async def test_each_logged_prediction_keeps_its_stages_cpu_energy_and_cost(
     try:
         instances = [dict(zip(FEATURES, [float(i), 1.0, 2.0], strict=True)) for i in range(8)]
         await v1.predict(dataplane, "house", None, instances, "costly", None, {"budget": 1e9})
+        await writer.flush()  # no action rides on these rows: they are written behind
         rows = store.logged("house")
         assert len(rows) == 8
         for row in rows:

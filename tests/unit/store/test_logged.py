@@ -91,3 +91,9 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path) -> None:  # type: igno
         version = conn.execute(text("SELECT version FROM inferd_schema_version")).scalar_one()
     engine.dispose()
     assert version == schema.SCHEMA_VERSION == 2
+
+
+def test_a_numeric_truth_reads_back_as_a_number(store: Store) -> None:
+    store.save([prediction("n1", prediction={"value": 3.0})], [])
+    store.attach_feedback([FeedbackEntry("n1", 0, 3.5)], at=1.0)
+    assert store.logged("m")[0].feedback == 3.5

@@ -10,11 +10,19 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from inferd.errors import ModelNotReadyError
-from inferd.store import ActionRecord, PredictionRecord, Store, StoreWriter, open_store
+from inferd.store import (
+    ActionRecord,
+    PredictionRecord,
+    Store,
+    StoreWriter,
+    default_store_url,
+    open_store,
+)
 from tests.unit.store.records import action, prediction
 
 
@@ -206,3 +214,16 @@ def test_what_save_acknowledged_survives_a_kill_9(store: Store, store_url: str) 
         assert reopened.next_pending("m") is not None
     finally:
         reopened.close()
+
+
+async def test_log_rows_are_written_behind_and_flush_waits_for_them(tmp_path: Path) -> None:
+    store = open_store(default_store_url(tmp_path / "data"))
+    writer = StoreWriter(store)
+    writer.start()
+    try:
+        writer.log([prediction(f"r{i}") for i in range(5)])  # returns before the commit
+        await writer.flush()
+        assert len(store.logged("m")) == 5
+    finally:
+        writer.close()
+        store.close()
