@@ -59,3 +59,38 @@ def test_over_time_buckets_follow_the_prediction_times() -> None:
     series = accuracy.over_time(CLASSIFIER, early + late, 0.0, 100.0, 2, 30)
     assert [(b["start"], b["end"]) for b in series] == [(0.0, 50.0), (50.0, 100.0)]
     assert [b["value"] for b in series] == [1.0, 0.0]
+
+
+FORECASTER = parse_spec(
+    {
+        "name": "m",
+        "task": "forecasting",
+        "postprocess": [{"type": "forecast"}],
+        "eval": {"data": "eval.jsonl", "metric": "mase", "season": 1},
+    }
+)
+DETECTOR = parse_spec(
+    {
+        "name": "m",
+        "task": "detection",
+        "postprocess": [{"type": "detect", "boxes": "b", "scores": "s"}],
+    }
+)
+
+
+def test_forecasts_are_scored_by_mase_against_their_logged_history() -> None:
+    history = [1.0, 2.0, 3.0, 4.0]  # the naive forecast's mean error is 1 a step
+    rows = [row({"forecast": [5.0, 6.0]}, [5.5, 6.5], {"series": history}) for _ in range(30)]
+    figure = accuracy.measure(FORECASTER, rows, min_labels=30)
+    assert figure["metric"] == "mase" and figure["value"] == pytest.approx(0.5)
+
+
+def test_detections_are_scored_by_map() -> None:
+    box = {"label": "2", "box": [0.0, 0.0, 10.0, 10.0]}
+    found = {"detections": [{**box, "score": 0.9}]}
+    rows = [row(found, [box]) for _ in range(20)] + [
+        row({"detections": []}, [box]) for _ in range(20)
+    ]
+    figure = accuracy.measure(DETECTOR, rows, min_labels=30)
+    assert figure["metric"] == "map" and figure["value"] == pytest.approx(0.5)
+    assert figure["ci"] is not None
