@@ -1,10 +1,34 @@
-"""Logged rows made by hand, for the monitor's tests."""
+"""Logged rows made by hand, and the loan classifier's spec they are read against, for the
+monitor's tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from inferd.spec import ModelSpec, parse_spec
 from inferd.store import LoggedRow
+
+LABELS = ["denied", "approved"]
+
+
+def loan_spec(**sections: Any) -> ModelSpec:
+    """A classifier of applicants (`x` and their `group`, both logged) with fairness over
+    `group`; `sections` replace or add model.yaml sections."""
+    return parse_spec(
+        {
+            "name": "loans",
+            "task": "classification",
+            "inputs": [
+                {"name": "x", "datatype": "FP32", "shape": [1]},
+                {"name": "group", "datatype": "BYTES", "shape": [1]},
+            ],
+            "postprocess": [{"type": "classify", "output": "y"}],
+            "labels": LABELS,
+            "prediction_log": {"inputs": "all"},
+            "fairness": {"attributes": ["group"], "min_group_size": 30},
+            **sections,
+        }
+    )
 
 
 def row(

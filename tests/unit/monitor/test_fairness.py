@@ -10,24 +10,9 @@ from inferd.errors import SpecError
 from inferd.monitor import fairness
 from inferd.spec import parse_spec
 from inferd.store import LoggedRow
-from tests.unit.monitor.rows import row
+from tests.unit.monitor.rows import LABELS, loan_spec, row
 
-SPEC = parse_spec(
-    {
-        "name": "loans",
-        "task": "classification",
-        "inputs": [
-            {"name": "x", "datatype": "FP32", "shape": [1]},
-            {"name": "group", "datatype": "BYTES", "shape": [1]},
-        ],
-        "postprocess": [{"type": "classify", "output": "y"}],
-        "labels": ["denied", "approved"],
-        "prediction_log": {"inputs": "all"},
-        "fairness": {"attributes": ["group"], "min_group_size": 30},
-        "monitoring": {"min_labels": 30},
-    }
-)
-LABELS = ["denied", "approved"]
+SPEC = loan_spec(monitoring={"min_labels": 30})
 
 
 def _rows(rate_a: float, rate_b: float, n: int = 1500, seed: int = 0) -> list[LoggedRow]:

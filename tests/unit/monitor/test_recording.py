@@ -3,6 +3,7 @@ store (SQLite) before the answer, feedback attached by request id."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import yaml
 from inferd.api import v1
 from inferd.dataplane import DataPlane
 from inferd.errors import BadRequestError, NotFoundError
+from inferd.monitor.costs import Accounting, Pricing
+from inferd.monitor.energy import CpuPower
 from inferd.monitor.metrics import Metrics
 from inferd.monitor.recording import Recorder, idempotency_key
 from inferd.repository import ModelRepository
@@ -45,8 +48,11 @@ def _write_house(root: Path, **extra: Any) -> None:
     (root / "house" / "model.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
 
 
-@pytest.fixture
-async def plane(tmp_path: Path) -> AsyncIterator[tuple[DataPlane, Store]]:
+@contextlib.asynccontextmanager
+async def _serving(
+    tmp_path: Path, accounting: Accounting | None = None
+) -> AsyncIterator[tuple[DataPlane, Store]]:
+    """The house model behind a DataPlane with a real SQLite store (and accounting if given)."""
     _write_house(tmp_path / "repo")
     repository = ModelRepository(tmp_path / "repo")
     repository.load()
@@ -54,14 +60,23 @@ async def plane(tmp_path: Path) -> AsyncIterator[tuple[DataPlane, Store]]:
     store = open_store(default_store_url(tmp_path / "data"))
     writer = StoreWriter(store, on_saved=None)
     writer.start()
-    metrics = Metrics(queues=lambda: (), known_models=lambda _: True)
-    dataplane = DataPlane(repository, metrics, store=store, recorder=Recorder(writer))
+    metrics = Metrics(queues=lambda: (), known_models=lambda _: True, currency="EUR")
+    recorder = Recorder(writer, accounting=accounting)
+    dataplane = DataPlane(
+        repository, metrics, store=store, recorder=recorder, accounting=accounting
+    )
     try:
         yield dataplane, store
     finally:
         await repository.stop()
         writer.close()
         store.close()
+
+
+@pytest.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[tuple[DataPlane, Store]]:
+    async with _serving(tmp_path) as serving:
+        yield serving
 
 
 async def _price(dataplane: DataPlane, features: list[float]) -> float:
@@ -144,34 +159,16 @@ async def test_each_logged_prediction_keeps_its_stages_cpu_energy_and_cost(
     tmp_path: Path,
 ) -> None:
     """With accounting on, the log row and the metrics carry the prediction's costs."""
-    from inferd.monitor.costs import Accounting, Pricing
-    from inferd.monitor.energy import CpuPower
-
-    _write_house(tmp_path / "repo")
-    repository = ModelRepository(tmp_path / "repo")
-    repository.load()
-    await repository.start()
-    store = open_store(default_store_url(tmp_path / "data"))
-    writer = StoreWriter(store, on_saved=None)
-    writer.start()
     accounting = Accounting(
         Pricing(price_per_hour=36.0),
         cpu_power=CpuPower(watts_per_core=12.0, root=tmp_path / "no-powercap"),
         cores=2,
         find_gpu=False,
     )
-    metrics = Metrics(queues=lambda: (), known_models=lambda _: True, currency="EUR")
-    dataplane = DataPlane(
-        repository,
-        metrics,
-        store=store,
-        recorder=Recorder(writer, accounting=accounting),
-        accounting=accounting,
-    )
-    try:
+    async with _serving(tmp_path, accounting) as (dataplane, store):
         instances = [dict(zip(FEATURES, [float(i), 1.0, 2.0], strict=True)) for i in range(8)]
         await v1.predict(dataplane, "house", None, instances, "costly", None, {"budget": 1e9})
-        await writer.flush()  # no action rides on these rows: they are written behind
+        await dataplane.report("house")  # waits for the log rows, written behind the answers
         rows = store.logged("house")
         assert len(rows) == 8
         for row in rows:
@@ -181,6 +178,7 @@ async def test_each_logged_prediction_keeps_its_stages_cpu_energy_and_cost(
             assert row.energy_method == "estimate"
             assert row.energy_j == pytest.approx(row.cpu_ms / 1000 * 12.0)
             assert row.cost == pytest.approx(row.cpu_ms / 1000 * 36.0 / 2 / 3600)
+        metrics = dataplane.metrics
         text = metrics.render().decode()
         assert 'inferd_cpu_seconds_total{model="house",version="1"}' in text
         assert 'inferd_energy_joules_total{method="estimate",model="house",version="1"}' in text
@@ -188,7 +186,3 @@ async def test_each_logged_prediction_keeps_its_stages_cpu_energy_and_cost(
         spent = metrics.costs.spent[("house", "1")]
         assert spent.predictions == 8
         assert spent.cpu_s == pytest.approx(sum(r.cpu_ms or 0 for r in rows) / 1000)
-    finally:
-        await repository.stop()
-        writer.close()
-        store.close()

@@ -6,24 +6,12 @@ import pytest
 
 from inferd.monitor.profile import build_profile
 from inferd.monitor.report import build_report
-from inferd.spec import parse_spec
-from tests.unit.monitor.rows import row
+from tests.unit.monitor.rows import loan_spec, row
 
-SPEC = parse_spec(
-    {
-        "name": "loans",
-        "task": "classification",
-        "inputs": [
-            {"name": "x", "datatype": "FP32", "shape": [1]},
-            {"name": "group", "datatype": "BYTES", "shape": [1]},
-        ],
-        "postprocess": [{"type": "classify", "output": "y"}],
-        "labels": ["denied", "approved"],
-        "prediction_log": {"inputs": "all"},
-        "fairness": {"attributes": ["group"], "min_group_size": 5},
-        "monitoring": {"min_labels": 10, "buckets": 2},
-        "slo": {"p99_ms": 3.0},
-    }
+SPEC = loan_spec(
+    fairness={"attributes": ["group"], "min_group_size": 5},
+    monitoring={"min_labels": 10, "buckets": 2},
+    slo={"p99_ms": 3.0},
 )
 
 
