@@ -110,7 +110,9 @@ class Accounting:
 
     def notes(self) -> list[str]:
         """How the figures are made, for reports."""
-        notes = [f"cost: CPU time x {self.pricing.describe(self.cores)}"]
+        priced = self.pricing.per_cpu_second(self.cores) is not None
+        describe = self.pricing.describe(self.cores)
+        notes = [f"cost: CPU time x {describe}" if priced else f"cost: {describe}"]
         if self.cpu_power.note:
             notes.append(self.cpu_power.note)
         if self.pricing.grid_gco2_per_kwh is not None:

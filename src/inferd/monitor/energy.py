@@ -114,18 +114,21 @@ class CpuPower:
             self._powercap = Powercap(root)
             self._mark = (self._powercap.joules(), busy_cpu_seconds(stat), clock())
         except (Unreadable, OSError, ValueError) as error:
-            self._fall_back(str(error), given=watts_per_core is not None)
+            self._fall_back(str(error), given=watts_per_core is not None, quiet=True)
         self._rate = self._estimate if self._powercap is None else Rate(0.0, "rapl")
         self._primed = self._powercap is None
 
-    def _fall_back(self, why: str, given: bool = False) -> None:
+    def _fall_back(self, why: str, given: bool = False, quiet: bool = False) -> None:
+        """Use the estimate from now on; `note` says why (logged unless `quiet`: at start the
+        server logs every note itself)."""
         self._powercap = None
         source = "from --cpu-watts" if given else "the default; set it with --cpu-watts"
         self.note = (
             f"energy is an estimate, {self._estimate.watts:g} W per busy core ({source}): "
             f"the RAPL counters cannot be used ({why})"
         )
-        logger.info("%s", self.note)
+        if not quiet:
+            logger.warning("%s", self.note)
 
     def rate(self) -> Rate:
         """The current rate; RAPL's is re-measured at most every REFRESH_S seconds."""
