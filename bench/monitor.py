@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         onnx_file = build_compute_model(work / "cnn.onnx")
         for side in ("on", "off"):
-            write_model(work / side / "compute", onnx_file, side == "on", args.sample_rate)
+            monitored = side == "on" and not args.same
+            write_model(work / side / "compute", onnx_file, monitored, args.sample_rate)
         x = np.random.default_rng(3).standard_normal((1, *COMPUTE_SHAPE)).astype(np.float32)
         body = make_bodies(work, b"", x)["compute_binary"]
         runner = Runner(work, args.duration, args.warmup)
@@ -92,7 +93,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     work / "on",
                     work / "data-on",
                     work / f"on-{pair}.log",
-                    ["--price-per-hour", "0.10", "--monitor-interval", str(args.monitor_interval)],
+                    ["--no-monitor"]
+                    if args.same
+                    else [
+                        "--price-per-hour",
+                        "0.10",
+                        "--monitor-interval",
+                        str(args.monitor_interval),
+                    ],
                 ),
                 "off": server(
                     "inferd unmonitored",
@@ -131,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeats": REPEATS,
             "sample_rate": args.sample_rate,
             "monitor_interval_s": args.monitor_interval,
+            "same": args.same,
         },
         "points": [asdict(p) for p in runner.points],
         "figures": [asdict(f) for f in figures],
@@ -184,6 +193,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--sample-rate", type=float, default=1.0, help="the monitored model's log sample rate"
+    )
+    parser.add_argument(
+        "--same",
+        action="store_true",
+        help="serve both sides unmonitored: the run's own noise floor (an A/A comparison)",
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()

@@ -40,6 +40,25 @@ from inferd.store.records import (
     StoredAction,
 )
 
+_LOGGED = [
+    "request_id",
+    "item",
+    "model",
+    "version",
+    "created_at",
+    "latency_ms",
+    "inputs",
+    "prediction",
+    "decisions",
+    "stage_ms",
+    "cpu_ms",
+    "gpu_ms",
+    "energy_j",
+    "energy_method",
+    "cost",
+]
+"""The prediction-log columns a request writes (the rest: feedback, attached later)."""
+
 _CHUNK = 500  # ids per IN (...) list: well under every backend's parameter limit
 
 
@@ -113,6 +132,11 @@ class Store:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._insert_action = insert_ignore(engine, schema.actions, "idempotency_key")
+        compiled = insert(schema.predictions).compile(dialect=engine.dialect, column_keys=_LOGGED)
+        self._insert_log = str(compiled)
+        """The log's INSERT in the driver's own parameter style (a row per prediction is the
+        store's hottest write; its parameters are built by `_log_row`, in this order)."""
+        self._log_order = list(compiled.positiontup or _LOGGED)
         self.url = url  # for messages; the password is hidden
 
     def __repr__(self) -> str:
@@ -129,6 +153,29 @@ class Store:
 
     # -- the request path ------------------------------------------------------------------
 
+    def _log_row(self, p: PredictionRecord) -> tuple[Any, ...] | dict[str, Any]:
+        """One prediction's parameters for `_insert_log`; JSON columns as JSON text."""
+        values: dict[str, Any] = {
+            "request_id": p.request_id,
+            "item": p.item,
+            "model": p.model,
+            "version": p.version,
+            "created_at": p.created_at,
+            "latency_ms": p.latency_ms,
+            "inputs": None if p.inputs is None else schema.dumps(p.inputs),
+            "prediction": schema.dumps(p.prediction),
+            "decisions": schema.dumps(list(p.decisions)),
+            "stage_ms": None if p.stage_ms is None else schema.dumps(p.stage_ms),
+            "cpu_ms": p.cpu_ms,
+            "gpu_ms": p.gpu_ms,
+            "energy_j": p.energy_j,
+            "energy_method": p.energy_method,
+            "cost": p.cost,
+        }
+        if self._sqlite:  # qmark: positional
+            return tuple(values[name] for name in self._log_order)
+        return values
+
     def save(
         self, predictions: Sequence[PredictionRecord], actions: Sequence[ActionRecord]
     ) -> None:
@@ -136,26 +183,7 @@ class Store:
         key is already in the outbox (a re-sent request) is skipped, not enqueued twice."""
         if not predictions and not actions:
             return
-        prediction_rows = [
-            {
-                "request_id": p.request_id,
-                "item": p.item,
-                "model": p.model,
-                "version": p.version,
-                "created_at": p.created_at,
-                "latency_ms": p.latency_ms,
-                "inputs": p.inputs,
-                "prediction": p.prediction,
-                "decisions": list(p.decisions),
-                "stage_ms": p.stage_ms,
-                "cpu_ms": p.cpu_ms,
-                "gpu_ms": p.gpu_ms,
-                "energy_j": p.energy_j,
-                "energy_method": p.energy_method,
-                "cost": p.cost,
-            }
-            for p in predictions
-        ]
+        prediction_rows = [self._log_row(p) for p in predictions]
         action_rows: dict[str, dict[str, Any]] = {}
         for a in actions:
             action_rows.setdefault(
@@ -180,8 +208,8 @@ class Store:
                 },
             )
         with self._write() as conn:
-            if prediction_rows:
-                conn.execute(insert(schema.predictions), prediction_rows)
+            if prediction_rows:  # the driver's executemany: SQLAlchemy's per-row work skipped
+                conn.exec_driver_sql(self._insert_log, prediction_rows)
             if action_rows:
                 conn.execute(self._insert_action, list(action_rows.values()))
 
