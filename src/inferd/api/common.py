@@ -22,7 +22,7 @@ TIMEOUT_HEADER = "inferd-timeout-ms"
 T = TypeVar("T")
 
 _request_ids = itertools.count(1)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _id_prefix = os.urandom(6).hex()
 """Per process, so generated request ids stay unique across restarts (the store keeps them)."""
 
@@ -37,7 +37,7 @@ def client_request_id(request: HttpRequest) -> str | None:
     given = request.headers.get("x-request-id")
     if given is None:
         return None
-    if not _REQUEST_ID.match(given):
+    if not _REQUEST_ID.fullmatch(given):  # not match with "$": that lets a trailing "\n" in
         raise BadRequestError(
             "X-Request-Id must be 1-128 characters of letters, digits and ._:/+=@-"
         )

@@ -111,6 +111,12 @@ def _decode_input(
     shape = doc.get("shape")
     if not _is_shape(shape):
         raise BadRequestError(f'{label} needs "shape": a list of non-negative integers')
+    if len(shape) > MAX_RANK or math.prod(d or 1 for d in shape) > MAX_ELEMENTS:
+        # Even an empty tensor ([0, 2**62]) cannot be made with such a shape.
+        raise BadRequestError(
+            f'{label}: "shape" {shape} is too large: at most {MAX_RANK} dimensions whose '
+            f"non-zero sizes multiply to at most {MAX_ELEMENTS}"
+        )
     params = _parameters(doc.get("parameters"), label)
     size = params.pop("binary_data_size", None)
     if size is not None:
@@ -133,6 +139,11 @@ def _decode_input(
     else:
         raise BadRequestError(f'{label} has no "data" (or binary_data_size for binary data)')
     return InferTensor(name, datatype, shape, data.reshape(shape), params), offset
+
+
+MAX_RANK = 32  # numpy's own limit on dimensions
+MAX_ELEMENTS = 2**31 - 1
+"""The largest tensor a shape may describe (far beyond any body the server accepts)."""
 
 
 def _is_shape(value: Any) -> TypeGuard[list[int]]:

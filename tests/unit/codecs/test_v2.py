@@ -734,3 +734,10 @@ def test_fuzzed_requests_only_raise_bad_request() -> None:
             new_body, new_length = body, rng.choice([0, 1, json_length - 1, json_length + 3])
         with contextlib.suppress(BadRequestError):
             decode_infer_request(new_body, new_length)
+
+
+@pytest.mark.parametrize("shape", [[0, 2**62], [2**31, 1], [1] * 33])
+def test_a_shape_no_tensor_can_have_is_a_400(shape: list[int]) -> None:
+    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": shape, "data": []}]})
+    with pytest.raises(BadRequestError, match=r'"shape" .* is too large'):
+        decode_infer_request(body, None)
