@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import BenchError
 from bench.harness.models import COMPUTE_SHAPE, build_compute_model
 from bench.harness.points import Point, Runner
 from bench.harness.report import Figure, figure, figures_table, result_path, write_json
-from bench.harness.servers import Server, free_port, stop_servers_on_signals
+from bench.harness.servers import Server, free_port, run_stopping_servers
 from bench.harness.wrk import check_wrk
 from bench.serving.workload import COMPUTE, check_infer, make_bodies
 from inferd.hardware import cpu
@@ -203,15 +202,9 @@ def main() -> int:
     args = parser.parse_args()
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else 1.0
-    stop_servers_on_signals()
-    try:
-        result = run(args)
-    except BenchError as error:
-        print(f"\nbenchmark failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped", file=sys.stderr)
-        return 130
+    result = run_stopping_servers(lambda: run(args))
+    if isinstance(result, int):
+        return result
     print(f"\nmonitoring overhead on the compute-bound CNN ({result['cpu']})")
     print(figures_table([Figure(**f) for f in result["figures"]]))
     if result["server_log_errors"]:

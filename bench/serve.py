@@ -31,13 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import BENCH, BenchError
+from bench.harness import BENCH
 from bench.harness.cpu import cpu_model
 from bench.harness.models import COMPUTE_SHAPE
 from bench.harness.points import Runner
 from bench.harness.raw_ort import Bracket, log_raw, measure_raw, ort_session, raw_sweep
 from bench.harness.report import result_path, write_json
-from bench.harness.servers import Server, free_port, stop_servers_on_signals
+from bench.harness.servers import Server, free_port, run_stopping_servers
 from bench.harness.wrk import check_wrk, wrk_version
 from bench.serving.figures import derive_figures
 from bench.serving.report import report
@@ -298,15 +298,9 @@ def main() -> int:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.raw_seconds = args.raw_seconds or (0.7 if args.quick else 2.0)
 
-    stop_servers_on_signals()  # SIGTERM/SIGHUP: the finally blocks stop every server
-    try:
-        result = run(args)
-    except BenchError as error:
-        print(f"\nbenchmark failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped", file=sys.stderr)
-        return 130
+    result = run_stopping_servers(lambda: run(args))
+    if isinstance(result, int):
+        return result
     print(report(result))
     out = args.out or result_path("serve")
     write_json(result, out)

@@ -8,13 +8,17 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.harness import ROOT, BenchError
+
+T = TypeVar("T")
 
 HOST = "127.0.0.1"  # never anything else
 
@@ -100,6 +104,20 @@ class Server:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+def run_stopping_servers(run: Callable[[], T], what: str = "benchmark") -> T | int:
+    """`run()` with every server stopped on SIGTERM/SIGHUP, Ctrl-C or a failed run; its
+    result, or the exit code a script returns (2: failed, 130: interrupted)."""
+    stop_servers_on_signals()
+    try:
+        return run()
+    except BenchError as error:
+        print(f"\n{what} failed: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+        return 130
 
 
 def stop_servers_on_signals() -> None:

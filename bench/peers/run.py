@@ -34,7 +34,7 @@ from typing import Any
 from bench.harness import BenchError
 from bench.harness.cpu import cpu_model, wait_quiet
 from bench.harness.report import result_path, write_json
-from bench.harness.servers import stop_servers_on_signals
+from bench.harness.servers import run_stopping_servers
 from bench.peers.cpu import CpuSampler
 from bench.peers.envs import PeerEnv, ensure_all
 from bench.peers.load import LOADGENS, Level, run_sweep
@@ -350,15 +350,9 @@ def main() -> int:
     args.out = args.out or result_path("peers")
     args.logs = args.out.with_suffix("")  # the servers' logs: bench/results/peers-<time>/
 
-    stop_servers_on_signals()
-    try:
-        result = run(args)
-    except BenchError as error:
-        print(f"\nrun failed: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped", file=sys.stderr)
-        return 130
+    result = run_stopping_servers(lambda: run(args), "run")
+    if isinstance(result, int):
+        return result
     print(report(result))
     write_json(result, args.out)
     print(f"\nwrote {args.out} (server logs in {args.logs}/)")

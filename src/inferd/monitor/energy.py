@@ -19,6 +19,7 @@ without root, or not counting) falls back to the estimate and says why, once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -79,8 +80,6 @@ class Powercap:
 
 def busy_cpu_seconds(stat: Path = PROC_STAT) -> float:
     """CPU seconds the whole machine has spent busy (not idle or waiting), from /proc/stat."""
-    import os
-
     fields = stat.read_text().splitlines()[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
