@@ -203,3 +203,19 @@ def test_a_long_json_value_is_not_mistaken_for_a_path() -> None:
     long_list = json.dumps([float(i) for i in range(200)])
     assert len(long_list) > 255
     assert _instances([long_list]) == [(long_list, [float(i) for i in range(200)])]
+
+
+def test_serve_refuses_bad_monitoring_options(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inferd.cli import app
+
+    cases = [
+        (["--price-per-hour", "-1"], "--price-per-hour must be a finite number of at least 0"),
+        (["--price-per-hour", "1", "--price-per-core-hour", "1"], "not both"),
+        (["--monitor-interval", "0"], "--monitor-interval must be a positive number"),
+        (["--otel-exporter", "zipkin"], "--otel-exporter is otlp or console"),
+    ]
+    for options, says in cases:
+        done = CliRunner().invoke(app, ["serve", str(tmp_path), *options])
+        assert done.exit_code == 1 and says in done.output, (options, done.output)

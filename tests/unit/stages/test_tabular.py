@@ -78,3 +78,24 @@ def test_several_values_for_one_feature() -> None:
 def test_non_finite_features_are_named(bad: float) -> None:
     message = _error({"age": 1.0, "height": bad, "weight": bad})
     assert message == "feature(s) height, weight are NaN or infinite; send finite numbers"
+
+
+def test_a_text_feature_is_coded_by_its_category() -> None:
+    preprocess = _build(features=["income", "group"], categories={"group": ["A", "B"]})
+    out = preprocess({"income": 50.0, "group": np.array([b"B"], dtype=object)})
+    np.testing.assert_allclose(out["x"], [50.0, 1.0])
+    assert preprocess({"income": 1.0, "group": "A"})["x"][1] == 0.0
+
+
+def test_an_unknown_category_is_a_400_naming_the_values() -> None:
+    message = _error(
+        {"income": 1.0, "group": "C"},
+        features=["income", "group"],
+        categories={"group": ["A", "B"]},
+    )
+    assert message == "feature 'group' must be one of A, B; got 'C'"
+
+
+def test_categories_must_name_features() -> None:
+    with pytest.raises(ValueError, match="categories names 'colour'"):
+        TabularStage(type="tabular", features=["a"], categories={"colour": ["red"]})
