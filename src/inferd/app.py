@@ -19,6 +19,8 @@ from inferd.actions.outbox import Outbox
 from inferd.api.routes import Api
 from inferd.dataplane import DataPlane
 from inferd.http.asgi import AsgiRequest, Receive, Scope, Send, send_response, serve_lifespan
+from inferd.http.connection import Admit
+from inferd.http.limits import DEFAULT_MAX_BODY_BYTES
 from inferd.http.messages import Handler
 from inferd.monitor.costs import Accounting, Pricing
 from inferd.monitor.metrics import Metrics
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
     from inferd.monitor.tracing import Tracing
 
 logger = logging.getLogger("inferd.app")
-
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,8 @@ class App:
         )
         self.handle: Handler = self.api.handle
         """One request, from any transport."""
+        self.admit: Admit = self.api.admit
+        """A request's headers checked before its body is read (by inferd's HTTP server)."""
         self.watch: Watch | None = None
         if self.outbox is not None and self.accounting is not None:
             self.watch = Watch(

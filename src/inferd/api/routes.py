@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from inferd.api.common import client_request_id, error_response, json_response, new_request_id
@@ -90,7 +91,7 @@ class Api:
             request_id = new_request_id()
             request_id = request.id = client_request_id(request) or request_id
             model = params.get("model", "")
-            self._authorize(request)
+            self.admit(request.method, request.path, request.headers)
             response = await handler(request)
         except InferdError as error:
             response = error_response(error, request_id)
@@ -125,11 +126,13 @@ class Api:
             span.set_attribute("inferd.request_id", response.headers.get("x-request-id", ""))
             return response
 
-    def _authorize(self, request: HttpRequest) -> None:
-        if self.api_key is None or request.path.startswith("/v2/health"):
+    def admit(self, method: str, path: str, headers: Mapping[str, str]) -> None:
+        """Refuse a request without the API key (the HTTP server calls this on the headers
+        alone, so the body of an unauthenticated request is never read)."""
+        if self.api_key is None or path.startswith("/v2/health"):
             return
-        given = request.headers.get("x-api-key") or ""
-        bearer = request.headers.get("authorization", "")
+        given = headers.get("x-api-key") or ""
+        bearer = headers.get("authorization", "")
         if bearer.lower().startswith("bearer "):
             given = bearer[7:]
         if not hmac.compare_digest(given.encode(), self.api_key.encode()):

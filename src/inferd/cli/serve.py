@@ -19,20 +19,61 @@ from inferd.cli.common import (
     _store_url,
     parse_size,
 )
+from inferd.http.limits import HttpLimits
+
+_LIMIT_FLAGS = {
+    "max_connections": "--max-connections",
+    "max_header_bytes": "--max-header-size",
+    "max_body_bytes": "--max-body-size",
+    "header_timeout_s": "--header-timeout",
+    "body_timeout_s": "--body-timeout",
+    "keep_alive_s": "--keep-alive-timeout",
+}
+"""Each HTTP limit's flag, to name it in a refusal."""
 
 
 def serve(
     repo: RepoArg = DEFAULT_REPO,
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to bind; 0.0.0.0 exposes it (then an --api-key is required, or "
+            "--insecure)."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     trust_code: TrustOption = False,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="INFERD_API_KEY", help="Require this key on every non-health route."),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve beyond loopback without an API key (when a proxy in front authenticates).",
+        ),
+    ] = False,
     max_body_size: Annotated[
-        str, typer.Option(help="Largest request body accepted, e.g. 32MiB.")
+        str, typer.Option(help="Largest request body accepted (413 beyond), e.g. 32MiB.")
     ] = "32MiB",
+    max_header_size: Annotated[
+        str, typer.Option(help="Largest request line and headers together (431 beyond).")
+    ] = "64KiB",
+    max_connections: Annotated[
+        int, typer.Option(help="Client connections open at once (503 beyond).")
+    ] = HttpLimits.max_connections,
+    header_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds from a request's first byte to its last header (408)."),
+    ] = HttpLimits.header_timeout_s,
+    body_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds from a request's headers to the end of its body (408)."),
+    ] = HttpLimits.body_timeout_s,
+    keep_alive_timeout: Annotated[
+        float, typer.Option(help="Seconds an idle keep-alive connection is kept open.")
+    ] = HttpLimits.keep_alive_s,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
     store: StoreOption = None,
@@ -95,7 +136,7 @@ def serve(
     """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
     from inferd.app import create_app
     from inferd.errors import ListenError, StartupError
-    from inferd.http.server import HttpService
+    from inferd.http.server import HttpService, is_loopback
     from inferd.monitor.costs import Pricing
 
     if not repo.is_dir():
@@ -103,6 +144,24 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if api_key is None and not insecure and not is_loopback(host):
+        raise _fail(
+            f"refusing to serve on {host} without an API key: anyone who can reach it could "
+            "use every model; set --api-key (or INFERD_API_KEY), or pass --insecure when a "
+            "proxy in front authenticates"
+        )
+    try:
+        limits = HttpLimits(
+            max_connections=max_connections,
+            max_header_bytes=parse_size(max_header_size),
+            max_body_bytes=parse_size(max_body_size),
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            keep_alive_s=keep_alive_timeout,
+        )
+    except ValueError as error:
+        field, _, complaint = str(error).partition(" ")
+        raise _fail(f"{_LIMIT_FLAGS.get(field, field)} {complaint}") from None
     if retention_days <= 0:
         raise _fail("--retention-days must be positive")
     for flag, value in (
@@ -135,7 +194,7 @@ def serve(
             repo,
             trust_code=trust_code,
             api_key=api_key,
-            max_body_bytes=parse_size(max_body_size),
+            max_body_bytes=limits.max_body_bytes,
             store_url=_store_url(data_dir, store),
             retention_days=retention_days,
             accounting=monitor,
@@ -150,7 +209,8 @@ def serve(
         application.handle,
         startup=application.startup,
         shutdown=application.shutdown,
-        max_body_bytes=application.max_body_bytes,
+        limits=limits,
+        admit=application.admit,
     )
     try:
         service.run(host, port)

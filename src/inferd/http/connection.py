@@ -1,13 +1,17 @@
 """One HTTP/1.1 client connection of inferd's server (`server.py`): httptools parses, the
 routes answer one request at a time, each answer goes out in one `transport.write`.
 
-What it does: keep-alive and pipelining (answers in order, reading paused meanwhile),
-chunked request bodies, `Expect: 100-continue`, a body limit enforced while reading (413, and
-the connection closed so the rest is never read), header limits (431), malformed requests
-(400), a client that disconnects cancelling its queued work, and, when the server asks, idle
-keep-alive connections closed and stalled requests answered 408. How an answer is written
-(the response head, HEAD, streamed responses in chunks, write back-pressure) is
-`writing.py`, the base class of `Connection`.
+What it does: keep-alive and pipelining (answers in order, reading paused meanwhile, and
+the next answer started only once the client has read the last: write back-pressure),
+chunked request bodies, `Expect: 100-continue` (answered in its turn), the server's budget
+(`limits.py`: a body limit enforced while reading (413, and the connection closed so the
+rest is never read), header limits (431), chunk framing (400), header and body deadlines
+(408)), the server's admission check on the headers before any body is read (a wrong API
+key), malformed requests (400), a client that disconnects cancelling its queued work, and
+idle keep-alive connections closed. inferd upgrades no connection: a request asking for one
+is answered in HTTP/1.1 and the connection then closes, so bytes after it are never parsed
+as a request of their own. How an answer is written (the response head, HEAD, streamed
+responses in chunks) is `writing.py`, the base class of `Connection`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
@@ -22,6 +27,7 @@ import httptools
 
 from inferd.codecs import json_dumps
 from inferd.errors import InferdError
+from inferd.http.limits import HttpLimits
 from inferd.http.messages import (
     Handler,
     HttpResponse,
@@ -33,20 +39,20 @@ from inferd.http.writing import AnsweredRequest, Clock, ResponseWriter
 
 logger = logging.getLogger("inferd.server")
 
-KEEP_ALIVE_S = 5.0
-"""An idle keep-alive connection is closed after this (as uvicorn's default)."""
-REQUEST_STALL_S = 60.0
-"""A request whose headers or body stop arriving for this long is answered 408."""
-MAX_HEADER_BYTES = 64 * 1024
-MAX_PIPELINED = 16
-"""Complete requests queued behind the running one before reading pauses."""
+LINGER_S = 1.0
+"""After a refusal, what the client still sends is read and dropped for this long."""
+
+Admit = Callable[[str, str, Mapping[str, str]], None]
+"""Called with a request's method, path and headers before its body is read; raises an
+`InferdError` to refuse it (the body is then never read)."""
 
 
 class Server(Protocol):
     """What a connection needs of the server that accepted it."""
 
     handler: Handler
-    max_body_bytes: int
+    admit: Admit | None
+    limits: HttpLimits
     connections: set[Connection]
     clock: Clock
     stopping: bool
@@ -113,10 +119,15 @@ class Connection(ResponseWriter):
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._closing = False
-        self._refused = False
+        self._reading_done = False
+        """Refused or upgraded: whatever else arrives is not parsed."""
         self.last_active = self._loop.time()
         # the message being parsed
         self._receiving = False
+        self._deadline = 0.0
+        self._headers_done = False
+        self._raw_bytes = 0
+        self._continue_due = False
         self._url: list[bytes] = []
         self._header_bytes = 0
         self._headers: dict[str, str] = {}
@@ -127,6 +138,14 @@ class Connection(ResponseWriter):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        limit = self._service.limits.max_connections
+        if len(self._service.connections) >= limit:
+            self._reading_done = True
+            self._send_refusal(
+                _Refusal(503, f"the server has its limit of {limit} connections open; retry"),
+                {"retry-after": "1"},
+            )
+            return
         self._service.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -144,33 +163,68 @@ class Connection(ResponseWriter):
             self._drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._closing or self._refused:
+        if self._closing or self._reading_done:
             return
-        self.last_active = self._loop.time()
+        if self._receiving:  # a request already begun: its raw bytes are counted
+            self._raw_bytes += len(data)
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            # An upgrade (h2c, WebSocket) is optional for a server: answer in HTTP/1.1 and
-            # go on parsing whatever followed with a fresh parser.
-            self._parser = httptools.HttpRequestParser(self)
-            rest = data[upgrade.args[0] :] if upgrade.args else b""
-            if rest:
-                self.data_received(rest)
+        except httptools.HttpParserUpgrade:
+            # An upgrade (h2c, WebSocket) is optional for a server, and inferd makes none:
+            # the request was answered in HTTP/1.1 (`on_message_complete`), and what follows
+            # it (the new protocol's bytes, or a body the parser skipped) is never parsed.
+            self._reading_done = True
+            return
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
-            if isinstance(cause, _Refusal):
-                self._refuse(cause)
+            if isinstance(cause, InferdError):
+                self._refuse(
+                    cause
+                    if isinstance(cause, _Refusal)
+                    else _Refusal(cause.status_code, cause.message)
+                )
             else:
                 logger.exception("the HTTP parser's callback failed")
                 self._refuse(_Refusal(500, "internal server error while reading the request"))
+            return
         except httptools.HttpParserError as error:
             reason = str(error.args[0] if error.args else error) or type(error).__name__
             self._refuse(_Refusal(400, f"malformed HTTP request: {reason}"))
+            return
+        if self._receiving:
+            self._check_framing()
+
+    def _check_framing(self) -> None:
+        """Bound the raw bytes of the request being received: a header line that never ends,
+        or chunk extensions that go on without a body, are buffered or parsed for nothing."""
+        limits = self._service.limits
+        if not self._headers_done:
+            if self._raw_bytes > limits.max_header_bytes:
+                self._refuse(
+                    _Refusal(
+                        431,
+                        f"the request's URL and headers are over {limits.max_header_bytes} bytes",
+                    )
+                )
+        elif self._raw_bytes > limits.max_header_bytes + limits.framing_factor * max(
+            self._body_size, 1024
+        ):
+            self._refuse(
+                _Refusal(
+                    400,
+                    f"the chunked body's framing is over {limits.framing_factor} times its "
+                    f"{self._body_size} bytes of content; send fewer, larger chunks without "
+                    "extensions",
+                )
+            )
 
     # -- parser callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._receiving = True
+        self._deadline = self._loop.time() + self._service.limits.header_timeout_s
+        self._headers_done = False
+        self._raw_bytes = 0
         self._url = []
         self._header_bytes = 0
         self._headers = {}
@@ -190,26 +244,51 @@ class Connection(ResponseWriter):
 
     def _count_header_bytes(self, size: int) -> None:
         self._header_bytes += size
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise _Refusal(431, f"the request's URL and headers are over {MAX_HEADER_BYTES} bytes")
+        limit = self._service.limits.max_header_bytes
+        if self._header_bytes > limit:
+            raise _Refusal(431, f"the request's URL and headers are over {limit} bytes")
 
     def on_headers_complete(self) -> None:
-        limit = self._service.max_body_bytes
+        limits = self._service.limits
+        self._headers_done = True
+        self._raw_bytes = 0
+        self._deadline = self._loop.time() + limits.body_timeout_s
         declared = self._headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _Refusal(413, too_large(int(declared), limit).message)
-        if self._headers.get("expect", "").lower() == "100-continue":
-            assert self._transport is not None
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise _Refusal(413, too_large(int(declared), limits.max_body_bytes).message)
+        has_body = "transfer-encoding" in self._headers or declared not in (None, "0")
+        if has_body and self._service.admit is not None:
+            url = b"".join(self._url).partition(b"?")[0].decode("latin-1")
+            method = self._parser.get_method().decode("latin-1")
+            self._service.admit(method, unquote(url), self._headers)
+        if has_body and self._headers.get("expect", "").lower() == "100-continue":
+            self._continue_due = True
+            if not self.busy:
+                self._send_continue()
+
+    def _send_continue(self) -> None:
+        """Ask for the body: once every answer before this request has been written."""
+        self._continue_due = False
+        self._deadline = self._loop.time() + self._service.limits.body_timeout_s
+        assert self._transport is not None
+        self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, chunk: bytes) -> None:
         self._body_size += len(chunk)
-        if self._body_size > self._service.max_body_bytes:
-            raise _Refusal(413, too_large(None, self._service.max_body_bytes).message)
+        limit = self._service.limits.max_body_bytes
+        if self._body_size > limit:
+            raise _Refusal(413, too_large(None, limit).message)
         self._body.append(chunk)
 
     def on_message_complete(self) -> None:
         self._receiving = False
+        self._continue_due = False
+        if self._parser.should_upgrade() and self._headers_declare_a_body():
+            raise _Refusal(
+                400,
+                "inferd does not upgrade connections, and a request asking for an Upgrade "
+                "cannot carry a body; send it without the Upgrade header",
+            )
         url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
         raw_path, _, raw_query = url.partition(b"?")
         path = raw_path.decode("latin-1")
@@ -223,15 +302,22 @@ class Connection(ResponseWriter):
             self._headers,
             body,
             self,
-            parser.should_keep_alive() and not self._service.stopping,
+            parser.should_keep_alive()
+            and not self._service.stopping
+            and not parser.should_upgrade(),  # the bytes after it are not HTTP/1.1
             raw_query.decode("latin-1"),
         )
         if self._task is None:
             self._start(request)
         else:
             self._queue.append(request)
-            if len(self._queue) >= MAX_PIPELINED:
+            if len(self._queue) >= self._service.limits.max_pipelined:
                 self._pause_reading()
+
+    def _headers_declare_a_body(self) -> bool:
+        return "transfer-encoding" in self._headers or self._headers.get(
+            "content-length", "0"
+        ) not in ("", "0")
 
     # -- answering -----------------------------------------------------------------------
 
@@ -249,6 +335,9 @@ class Connection(ResponseWriter):
                     await self._stream(request, response)
                 else:
                     self._write(request, response)
+                    # The next answer waits for the client to read this one, so a client
+                    # that pipelines without reading holds at most a buffer of answers.
+                    await self._drain()
         except Exception:  # the handler renders every error; this is a bug in writing
             logger.exception("failed to answer %s %s", request.method, request.path)
             request.keep_alive = False
@@ -273,7 +362,9 @@ class Connection(ResponseWriter):
             else:
                 self._start(following)
             return
-        if self._reading_paused:
+        if self._continue_due:
+            self._send_continue()
+        if self._reading_paused and not self._reading_done:
             self._reading_paused = False
             assert self._transport is not None
             self._transport.resume_reading()
@@ -281,21 +372,39 @@ class Connection(ResponseWriter):
     def _refuse(self, refusal: _Refusal) -> None:
         """Answer a request the HTTP layer refuses, in order, then close the connection."""
         self._receiving = False
-        self._refused = True
+        self._reading_done = True
         self._pause_reading()
         if self._task is None:
             self._send_refusal(refusal)
         else:
             self._queue.append(refusal)
 
-    def _send_refusal(self, refusal: _Refusal) -> None:
+    def _send_refusal(self, refusal: _Refusal, headers: dict[str, str] | None = None) -> None:
         if self._closing:
             return
         assert self._transport is not None
-        response = HttpResponse(json_dumps({"error": refusal.message}), refusal.status_code)
+        response = HttpResponse(
+            json_dumps({"error": refusal.message}), refusal.status_code, headers=headers or {}
+        )
         parts = self._head(None, response, len(response.body))
         self._transport.write(b"".join([*parts, response.body]))
-        self._close()
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Close after a refusal: half-close, then discard what the client still sends for
+        `LINGER_S`. Closing at once with its bytes unread makes the kernel send a reset,
+        which can destroy the answer before the client has read it."""
+        transport = self._transport
+        assert transport is not None
+        if not transport.can_write_eof():
+            self._close()
+            return
+        self._closing = True  # data_received discards from now on
+        transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._loop.call_later(LINGER_S, transport.close)
 
     def watch(self, request: _Request, on: bool) -> None:
         """Cancel the task answering `request` if the client goes away (`on`), or no more."""
@@ -321,13 +430,18 @@ class Connection(ResponseWriter):
         return self._task is not None or bool(self._queue)
 
     def tick(self, now: float) -> None:
-        """Close an idle keep-alive connection; answer 408 to a request that stalled."""
+        """Close an idle keep-alive connection; answer 408 to a request past its deadline
+        (however the bytes trickle in: the deadlines are not reset by them)."""
         if self.busy or self._closing:
             return
-        idle = now - self.last_active
-        if self._receiving and idle > REQUEST_STALL_S:
-            self._refuse(_Refusal(408, f"the request stalled: nothing arrived for {idle:.0f} s"))
-        elif not self._receiving and idle > KEEP_ALIVE_S:
+        limits = self._service.limits
+        if self._receiving and now > self._deadline:
+            if self._headers_done:
+                what, limit = "body", limits.body_timeout_s
+            else:
+                what, limit = "headers", limits.header_timeout_s
+            self._refuse(_Refusal(408, f"the request's {what} did not arrive within {limit:g} s"))
+        elif not self._receiving and now - self.last_active > limits.keep_alive_s:
             self._close()
 
     def stop_if_idle(self) -> None:

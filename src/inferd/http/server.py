@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import signal
 import socket
@@ -25,7 +26,8 @@ from collections.abc import Awaitable, Callable
 
 from inferd.errors import ListenError, StartupError
 from inferd.eventloop import loop_factory
-from inferd.http.connection import Connection
+from inferd.http.connection import Admit, Connection
+from inferd.http.limits import HttpLimits
 from inferd.http.messages import Handler
 from inferd.http.writing import Clock
 
@@ -46,12 +48,15 @@ class HttpService:
         *,
         startup: Callable[[], Awaitable[None]],
         shutdown: Callable[[], Awaitable[None]],
-        max_body_bytes: int,
+        limits: HttpLimits,
+        admit: Admit | None = None,
     ) -> None:
         self.handler = handler
+        self.admit = admit
+        """Checks a request's headers before its body is read (the API key)."""
         self._startup = startup
         self._shutdown = shutdown
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
         self.connections: set[Connection] = set()
         self.clock = Clock()
         self.stopping = False
@@ -175,6 +180,17 @@ def bind(host: str, port: int) -> socket.socket:
             "or stop what is using it"
         ) from None
     return sock
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` names is this machine's own (127.0.0.0/8, ::1)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return bool(found) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found
+    )
 
 
 def _host(host: str) -> str:

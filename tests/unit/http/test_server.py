@@ -5,23 +5,26 @@ streaming, disconnects, timeouts, stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
-from inferd.errors import ListenError, StartupError
-from inferd.http import connection, server
+from inferd.errors import ListenError, StartupError, UnauthorizedError
+from inferd.http import server
+from inferd.http.limits import HttpLimits
 from inferd.http.messages import HttpRequest, HttpResponse, StreamingResponse
 from inferd.http.server import (
     GC_THRESHOLDS,
     HttpService,
     bind,
+    is_loopback,
     settle_garbage_collector,
 )
 
@@ -48,6 +51,8 @@ class Recorder:
             finally:
                 request.cancel_on_disconnect(False)
             return HttpResponse(b"slow done")
+        if request.path == "/big":
+            return HttpResponse(b"x" * 65536)
         if request.path == "/stream":
             return StreamingResponse(self._events(), headers={"x-kind": "sse"})
         reply = {"path": request.path, "size": len(body)}
@@ -66,7 +71,7 @@ class Recorder:
 
 @asynccontextmanager
 async def serving(
-    handler: Recorder, max_body_bytes: int = 1000
+    handler: Recorder, max_body_bytes: int = 1000, **limits: float
 ) -> AsyncIterator[tuple[HttpService, int]]:
     events: list[str] = []
 
@@ -76,8 +81,16 @@ async def serving(
     async def shutdown() -> None:
         events.append("down")
 
+    def admit(method: str, path: str, headers: Mapping[str, str]) -> None:
+        if path.startswith("/private") and headers.get("x-api-key") != "k":
+            raise UnauthorizedError("missing or wrong API key")
+
     service = HttpService(
-        handler, startup=startup, shutdown=shutdown, max_body_bytes=max_body_bytes
+        handler,
+        startup=startup,
+        shutdown=shutdown,
+        limits=HttpLimits(max_body_bytes=max_body_bytes, **limits),  # type: ignore[arg-type]
+        admit=admit,
     )
     sock = bind("127.0.0.1", 0)
     task = asyncio.create_task(service.serve(sock))
@@ -190,6 +203,26 @@ async def test_chunked_and_gzip_request_bodies() -> None:
     assert recorder.seen[0][2] == b"hello world"
 
 
+async def test_100_continue_waits_for_the_answers_pipelined_before_it() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        reader, writer = await start_slow_request(port, recorder)
+        writer.write(
+            b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        recorder.release.set()
+        first = await asyncio.wait_for(reader.readuntil(b"slow done"), 5)
+        assert first.startswith(b"HTTP/1.1 200 OK")  # not the 100, ahead of the answer
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"ok")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        writer.close()
+
+
 async def test_expect_100_continue_is_answered_before_the_body() -> None:
     recorder = Recorder()
     async with serving(recorder) as (_, port):
@@ -231,7 +264,7 @@ async def test_malformed_requests_and_huge_headers_are_refused() -> None:
         [(status, _, body)] = split_responses(await exchange(port, b"NOT HTTP AT ALL\r\n\r\n"))
         assert status == 400
         assert "malformed HTTP request" in json.loads(body)["error"]
-        big = b"a" * (connection.MAX_HEADER_BYTES + 10)
+        big = b"a" * (HttpLimits.max_header_bytes + 10)
         huge = b"GET / HTTP/1.1\r\nX-Big: " + big + b"\r\n\r\n"
         [(status, _, _)] = split_responses(await exchange(port, huge))
         assert status == 431
@@ -250,7 +283,7 @@ async def test_head_sends_headers_only_and_http10_closes() -> None:
         assert split_responses(data)[0][0] == 200
 
 
-async def test_an_upgrade_request_is_answered_in_http11() -> None:
+async def test_an_upgrade_request_is_answered_in_http11_and_nothing_after_it_is_parsed() -> None:
     recorder = Recorder()
     raw = (
         b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -258,7 +291,28 @@ async def test_an_upgrade_request_is_answered_in_http11() -> None:
     )
     async with serving(recorder) as (_, port):
         answers = split_responses(await exchange(port, raw))
-    assert [json.loads(b)["path"] for _, _, b in answers] == ["/u", "/after"]
+    assert [json.loads(b)["path"] for _, _, b in answers] == ["/u"]
+    assert answers[0][1]["connection"] == "close"
+    assert [path for _, path, _, _ in recorder.seen] == ["/u"]
+
+
+async def test_an_upgrade_request_with_a_body_cannot_smuggle_a_request_in_it() -> None:
+    recorder = Recorder()
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw = (
+        b"POST /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        + f"Content-Length: {len(smuggled)}\r\n\r\n".encode()
+        + smuggled
+    )
+    async with serving(recorder) as (_, port):
+        [(status, headers, body)] = split_responses(await exchange(port, raw))
+        assert status == 400
+        assert "Upgrade" in json.loads(body)["error"]
+        assert headers["connection"] == "close"
+        many = b"GET /u HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n" * 2000
+        answers = split_responses(await exchange(port, many))
+        assert [status for status, _, _ in answers] == [200]  # not a RecursionError
+    assert [path for _, path, _, _ in recorder.seen] == ["/u"]
 
 
 async def test_streamed_response_is_chunked_and_ends() -> None:
@@ -301,10 +355,8 @@ async def test_idle_connections_close_and_stalled_requests_get_408(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(server, "TICK_S", 0.05)
-    monkeypatch.setattr(connection, "KEEP_ALIVE_S", 0.2)
-    monkeypatch.setattr(connection, "REQUEST_STALL_S", 0.3)
     recorder = Recorder()
-    async with serving(recorder) as (_, port):
+    async with serving(recorder, keep_alive_s=0.2, body_timeout_s=0.3) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         data = await asyncio.wait_for(reader.read(), 5)  # answered, then closed when idle
@@ -313,7 +365,156 @@ async def test_idle_connections_close_and_stalled_requests_get_408(
         stalled = await exchange(port, b"POST /s HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
         [(status, _, body)] = split_responses(stalled)
         assert status == 408
-        assert "stalled" in json.loads(body)["error"]
+        assert json.loads(body)["error"] == "the request's body did not arrive within 0.3 s"
+
+
+async def trickle(writer: asyncio.StreamWriter, data: bytes, every_s: float) -> None:
+    """Send `data` a byte at a time (a slowloris client), until the server closes."""
+    for byte in data:
+        writer.write(bytes([byte]))
+        try:
+            await writer.drain()
+        except ConnectionError:
+            return
+        await asyncio.sleep(every_s)
+
+
+@pytest.mark.parametrize(
+    ("raw", "what"),
+    [
+        (b"GET /slow-headers HTTP/1.1\r\nX-Pad: " + b"a" * 200, "headers"),
+        (b"b" * 100, "body"),  # after headers sent at once
+    ],
+)
+async def test_a_trickle_of_bytes_does_not_extend_the_deadlines(
+    monkeypatch: pytest.MonkeyPatch, raw: bytes, what: str
+) -> None:
+    monkeypatch.setattr(server, "TICK_S", 0.05)
+    recorder = Recorder()
+    async with serving(recorder, header_timeout_s=0.4, body_timeout_s=0.4, keep_alive_s=0.3) as (
+        _,
+        port,
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if what == "body":
+            writer.write(b"POST /slow-body HTTP/1.1\r\nContent-Length: 100\r\n\r\n")
+        sender = asyncio.create_task(trickle(writer, raw, 0.01))  # a byte every 10 ms
+        data = await asyncio.wait_for(reader.read(), 5)
+        sender.cancel()
+        writer.close()
+    [(status, _, body)] = split_responses(data)
+    assert status == 408
+    assert json.loads(body)["error"] == f"the request's {what} did not arrive within 0.4 s"
+    assert recorder.seen == []
+
+
+async def test_a_connection_that_sends_only_blank_lines_is_closed_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server, "TICK_S", 0.05)
+    async with serving(Recorder(), keep_alive_s=0.3) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sender = asyncio.create_task(trickle(writer, b"\r\n" * 500, 0.01))
+        with contextlib.suppress(ConnectionResetError):  # closed with bytes unread
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert not sender.done()  # still sending when the server closed
+        sender.cancel()
+        writer.close()
+
+
+async def test_connections_over_the_limit_are_answered_503_and_closed() -> None:
+    async with serving(Recorder(), max_connections=2) as (service, port):
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await until(lambda: len(service.connections) == 2)
+        data = await exchange(port, b"GET /x HTTP/1.1\r\n\r\n")
+        [(status, headers, body)] = split_responses(data)
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert "limit of 2 connections" in json.loads(body)["error"]
+        for _, writer in held:
+            writer.close()
+        await until(lambda: not service.connections)
+        data = await exchange(port, b"GET /fine HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert split_responses(data)[0][0] == 200
+
+
+async def test_a_header_line_that_never_ends_is_refused_before_it_is_buffered() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nX-Endless: ")
+        for _ in range(40):  # 40 x 4 KiB, never ending the line
+            writer.write(b"a" * 4096)
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0)
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    [(status, _, body)] = split_responses(data)
+    assert status == 431
+    assert f"over {HttpLimits.max_header_bytes} bytes" in json.loads(body)["error"]
+
+
+async def test_endless_chunk_extensions_are_refused() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(200):  # 1-byte chunks, each with a 4 KiB extension
+            writer.write(b"1;e=" + b"x" * 4096 + b"\r\nz\r\n")
+            try:
+                await writer.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0)
+        data = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    [(status, _, body)] = split_responses(data)
+    assert status == 400
+    assert "framing" in json.loads(body)["error"]
+    assert recorder.seen == []
+
+
+async def test_an_unauthenticated_body_is_refused_on_its_headers_and_never_read() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /private HTTP/1.1\r\nContent-Length: 900\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), 5)  # answered before the body is sent
+        writer.close()
+        [(status, headers, body)] = split_responses(data)
+        assert (status, headers["connection"]) == (401, "close")
+        assert "API key" in json.loads(body)["error"]
+        # with the key, or without a body, the handler answers (and checks for itself)
+        ok = await exchange(
+            port,
+            b"POST /private HTTP/1.1\r\nX-Api-Key: k\r\nContent-Length: 2\r\n"
+            b"Connection: close\r\n\r\nhi",
+        )
+        assert split_responses(ok)[0][0] == 200
+    assert [path for _, path, _, _ in recorder.seen] == ["/private"]
+
+
+async def test_pipelined_answers_wait_for_a_client_that_does_not_read() -> None:
+    recorder = Recorder()
+    async with serving(recorder) as (_, port):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+        sent = 0
+        for _ in range(100):  # 1,000 requests for 64 MiB of answers, never reading one
+            writer.write(request * 10)
+            sent += 10
+            try:
+                await asyncio.wait_for(writer.drain(), 0.5)
+            except TimeoutError:
+                break  # the server stopped reading: back-pressure reached the client
+        answered = len(recorder.seen)
+        assert answered < sent  # it stopped answering a client that does not read
+        await asyncio.sleep(0.3)
+        assert len(recorder.seen) == answered  # and stays stopped
+        writer.close()
 
 
 async def test_stop_finishes_requests_in_flight_and_refuses_new_connections() -> None:
@@ -350,7 +551,7 @@ async def test_a_failed_start_up_is_a_startup_error_and_nothing_listens() -> Non
     async def shutdown() -> None:
         raise AssertionError("never started, so never shut down")
 
-    service = HttpService(Recorder(), startup=startup, shutdown=shutdown, max_body_bytes=10)
+    service = HttpService(Recorder(), startup=startup, shutdown=shutdown, limits=HttpLimits())
     sock = bind("127.0.0.1", 0)
     try:
         with pytest.raises(StartupError, match="start-up failed: the store is unreachable"):
@@ -371,3 +572,9 @@ def test_settling_the_collector_freezes_the_start_up_heap() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_loopback_addresses_are_told_from_the_rest() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("no-such-host.invalid")
