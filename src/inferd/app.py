@@ -27,6 +27,7 @@ from inferd.monitor.metrics import Metrics
 from inferd.monitor.recording import Recorder
 from inferd.monitor.watch import DEFAULT_INTERVAL_S, Watch, Watched
 from inferd.repository import ModelRepository
+from inferd.spec import Environment
 
 if TYPE_CHECKING:
     from inferd.monitor.tracing import Tracing
@@ -40,6 +41,8 @@ class ServerConfig:
 
     repository: Path
     trust_code: bool = False
+    allow_env: tuple[str, ...] = ()
+    """Environment variables a model.yaml may read (`${NAME}`) without `trust_code`."""
     api_key: str | None = None
     """Required on every route but health when set."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -85,11 +88,15 @@ class App:
             self.outbox = Outbox(
                 config.store_url,
                 trust_code=config.trust_code,
+                environment=Environment.for_process(config.trust_code, config.allow_env),
                 retention_days=config.retention_days,
                 on_outcome=self.metrics.action_outcome,
             )
         self.repository = ModelRepository(
-            config.repository, trust_code=config.trust_code, on_batch=self.metrics.observe_batch
+            config.repository,
+            trust_code=config.trust_code,
+            on_batch=self.metrics.observe_batch,
+            allow_env=config.allow_env,
         )
         self.dataplane = DataPlane(
             self.repository,
@@ -183,6 +190,7 @@ def create_app(
     repository_path: Path,
     *,
     trust_code: bool = False,
+    allow_env: tuple[str, ...] = (),
     api_key: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     store_url: str | None = None,
@@ -198,6 +206,7 @@ def create_app(
         ServerConfig(
             repository_path,
             trust_code=trust_code,
+            allow_env=allow_env,
             api_key=api_key,
             max_body_bytes=max_body_bytes,
             store_url=store_url,

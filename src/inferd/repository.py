@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +34,7 @@ from inferd.errors import (
 from inferd.pipeline import Cascade, ItemResult, Pipeline, Submit, cascade_pipeline
 from inferd.spec import (
     BatchingSpec,
+    Environment,
     GenerationSpec,
     ModelSpec,
     TensorSpec,
@@ -200,13 +201,16 @@ def selected_versions(spec: ModelSpec | None, available: list[int]) -> list[int]
 
 
 def load_model(
-    model_dir: Path, trust_code: bool = False, only: Sequence[int] | None = None
+    model_dir: Path,
+    trust_code: bool = False,
+    only: Sequence[int] | None = None,
+    allow_env: Collection[str] = (),
 ) -> ModelEntry:
     """Load every served version of one model folder (or the versions `only` names, served or
     not: the optimize tools compare variants); failures are recorded, not raised."""
     entry = ModelEntry(name=model_dir.name, path=model_dir)
     try:
-        spec = load_spec(model_dir)
+        spec = load_spec(model_dir, Environment.for_process(trust_code, allow_env))
         entry.spec = spec
         if spec is not None and spec.name != model_dir.name:
             raise SpecError(
@@ -327,17 +331,26 @@ class ModelRepository:
     """All models of a repository folder; serves them through one Batcher per version."""
 
     def __init__(
-        self, root: Path, trust_code: bool = False, on_batch: BatchObserver | None = None
+        self,
+        root: Path,
+        trust_code: bool = False,
+        on_batch: BatchObserver | None = None,
+        allow_env: Collection[str] = (),
     ) -> None:
         self.root = root
         self.trust_code = trust_code
+        self.allow_env = tuple(allow_env)
+        """Environment variables a model.yaml may read without --trust-code."""
         self._on_batch = on_batch
         self._entries: dict[str, ModelEntry] = {}
+
+    def _load(self, model_dir: Path, only: Sequence[int] | None = None) -> ModelEntry:
+        return load_model(model_dir, self.trust_code, only, self.allow_env)
 
     def load(self) -> None:
         """Load every model (synchronously; each failure is recorded on its entry)."""
         for model_dir in discover(self.root):
-            entry = load_model(model_dir, self.trust_code)
+            entry = self._load(model_dir)
             self._entries[entry.name] = entry
         self._link_cascades()
         for entry in self._entries.values():
@@ -353,7 +366,7 @@ class ModelRepository:
             if cascade is None or member not in (None, cascade.first, cascade.then):
                 continue
             if member is not None:
-                entry = self._entries[name] = load_model(entry.path, self.trust_code)
+                entry = self._entries[name] = self._load(entry.path)
             if not entry.errors:
                 link_cascade(entry, self._entries.get)
             linked.append(entry)
@@ -365,13 +378,13 @@ class ModelRepository:
         model_dir = self.root / name
         if not model_dir.is_dir():
             raise NotFoundError(self._unknown(name))
-        entry = load_model(model_dir, self.trust_code, only)
+        entry = self._load(model_dir, only)
         self._entries[name] = entry
         cascade = entry.spec.cascade if entry.spec is not None else None
         if cascade is not None:
             for member in (cascade.first, cascade.then):
                 if member not in self._entries and (self.root / member).is_dir():
-                    self._entries[member] = load_model(self.root / member, self.trust_code)
+                    self._entries[member] = self._load(self.root / member)
             if not entry.errors:
                 link_cascade(entry, self._entries.get)
         return entry
@@ -464,7 +477,7 @@ class ModelRepository:
         model_dir = self.root / name
         if not model_dir.is_dir():
             raise NotFoundError(self._unknown(name))
-        fresh = await asyncio.to_thread(load_model, model_dir, self.trust_code)
+        fresh = await asyncio.to_thread(self._load, model_dir)
         if fresh.spec is not None and fresh.spec.cascade is not None and not fresh.errors:
             link_cascade(fresh, self._entries.get)
         old = self._entries.get(name)

@@ -94,6 +94,8 @@ def served(tmp_path: Path, receiver: Receiver) -> Iterator[tuple[Server, Path]]:
         tmp_path / "serve.log",
         "--data-dir",
         str(data_dir),
+        "--allow-env",
+        "REVIEW_WEBHOOK_URL",
         env={"REVIEW_WEBHOOK_URL": receiver.url(REVIEW)},
     )
     yield server, data_dir
@@ -192,6 +194,8 @@ def test_a_webhook_that_is_down_neither_slows_answers_nor_loses_actions(tmp_path
         tmp_path / "serve.log",
         "--data-dir",
         str(data_dir),
+        "--allow-env",
+        "REVIEW_WEBHOOK_URL",
         env={"REVIEW_WEBHOOK_URL": f"http://127.0.0.1:{port}/review"},
     )
     receiver: Receiver | None = None
@@ -216,7 +220,7 @@ def test_sigkill_at_any_moment_loses_no_action(tmp_path: Path, receiver: Receive
     """Answers that said "specialist_review" before a kill -9 all reach the receiver once
     the server is started again on the same store (duplicates allowed: at least once)."""
     repo, data_dir = _repo(tmp_path), tmp_path / "data"
-    env = {"REVIEW_WEBHOOK_URL": receiver.url(REVIEW)}
+    env = {"REVIEW_WEBHOOK_URL": receiver.url(REVIEW), "INFERD_ALLOW_ENV": "REVIEW_WEBHOOK_URL"}
     # Slow answers: the outbox has a backlog when the kill lands.
     receiver.reply(REVIEW, then=Reply(hang_s=0.05))
     server = start_server(repo, tmp_path / "first.log", "--data-dir", str(data_dir), env=env)
@@ -277,7 +281,11 @@ def test_a_rule_with_a_typo_fails_validation_with_its_position(tmp_path: Path) -
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "REVIEW_WEBHOOK_URL": "http://127.0.0.1:9/x"},
+        env={
+            **os.environ,
+            "REVIEW_WEBHOOK_URL": "http://127.0.0.1:9/x",
+            "INFERD_ALLOW_ENV": "REVIEW_WEBHOOK_URL",
+        },
     )
     assert done.returncode != 0
     assert "decide[0] (specialist_review).when: column" in done.stdout + done.stderr

@@ -33,7 +33,11 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, R
         "otlp",
         "--otel-endpoint",
         receiver.url(""),
-        env={"REVIEW_WEBHOOK_URL": receiver.url("/review"), "OTEL_BSP_SCHEDULE_DELAY": "200"},
+        env={
+            "REVIEW_WEBHOOK_URL": receiver.url("/review"),
+            "INFERD_ALLOW_ENV": "REVIEW_WEBHOOK_URL",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        },
     )
     try:
         yield server, receiver

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 
 from inferd.actions.trusted import EntryError, TrustedFunctions
+from inferd.errors import SpecError
+from inferd.spec.environment import Environment
 from inferd.store.records import DELIVERED, FAILED, StoredAction
 from inferd.store.schema import dumps
 
@@ -81,8 +83,11 @@ def _retry_after(response: httpx.Response) -> float | None:
 class Deliverer:
     """Delivers actions of every kind; holds the one shared HTTP client."""
 
-    def __init__(self, *, trust_code: bool, user_agent: str, executor: Executor) -> None:
+    def __init__(
+        self, *, trust_code: bool, environment: Environment, user_agent: str, executor: Executor
+    ) -> None:
         self._trust_code = trust_code
+        self._environment = environment  # a webhook's ${NAME}s are read at delivery
         self._user_agent = user_agent
         self._executor = executor  # runs trusted functions, which may block
         self._functions = TrustedFunctions()
@@ -109,7 +114,14 @@ class Deliverer:
         if not isinstance(custom, dict):
             return Outcome(FAILED, "the webhook action's headers must be a mapping")
         headers = {"User-Agent": self._user_agent}
-        headers.update({str(name): str(value) for name, value in custom.items()})
+        try:  # the store keeps ${NAME}: secrets are read from the environment only now
+            url = self._environment.expand(url, "the webhook action's url")
+            for name, value in custom.items():
+                headers[str(name)] = self._environment.expand(
+                    str(value), f"the webhook action's header {name}"
+                )
+        except SpecError as unset:  # the server was restarted without the variable
+            return Outcome(RETRY, unset.message)
         headers["Content-Type"] = "application/json"
         headers["Idempotency-Key"] = action.idempotency_key
         parent = target.get("traceparent")

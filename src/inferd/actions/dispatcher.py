@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from inferd.actions.delivery import RETRY, Deliverer, Outcome, max_attempts, retry_delay
+from inferd.spec.environment import Environment
 from inferd.store.records import DELIVERED, FAILED, StoredAction
 from inferd.store.store import Store
 
@@ -42,12 +43,14 @@ class Dispatcher:
         store: Store,
         *,
         trust_code: bool,
+        environment: Environment | None = None,
         on_outcome: OutcomeCallback | None = None,
         clock: Callable[[], float] = time.time,
         poll_s: float = 1.0,
     ) -> None:
         self._store = store
         self._trust_code = trust_code
+        self._environment = environment or Environment.for_process(trust_code)
         self._on_outcome = on_outcome
         self._clock = clock
         self._poll_s = poll_s
@@ -67,6 +70,7 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         self._deliverer = Deliverer(
             trust_code=self._trust_code,
+            environment=self._environment,
             user_agent=f"inferd/{__version__}",
             executor=self._code_threads,
         )

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from inferd.actions import Dispatcher
+from inferd.spec.environment import Environment
 from inferd.store import Store, StoreWriter, open_store
 
 logger = logging.getLogger("inferd.server")
@@ -25,12 +26,15 @@ class Outbox:
         url: str,
         *,
         trust_code: bool,
+        environment: Environment | None = None,
         retention_days: float,
         on_outcome: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.store: Store = open_store(url)
         self.retention_s = retention_days * 86400.0
-        self.dispatcher = Dispatcher(self.store, trust_code=trust_code, on_outcome=on_outcome)
+        self.dispatcher = Dispatcher(
+            self.store, trust_code=trust_code, environment=environment, on_outcome=on_outcome
+        )
         self.writer = StoreWriter(self.store, on_saved=self.dispatcher.notify)
         self._pruner: asyncio.Task[None] | None = None
 

@@ -43,6 +43,14 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     trust_code: TrustOption = False,
+    allow_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-env",
+            help="An environment variable model.yaml may read as ${NAME} (repeat for more; "
+            "also INFERD_ALLOW_ENV). Without it, or --trust-code, none is read.",
+        ),
+    ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="INFERD_API_KEY", help="Require this key on every non-health route."),
@@ -193,6 +201,7 @@ def serve(
         application = create_app(
             repo,
             trust_code=trust_code,
+            allow_env=tuple(allow_env or ()),
             api_key=api_key,
             max_body_bytes=limits.max_body_bytes,
             store_url=_store_url(data_dir, store),

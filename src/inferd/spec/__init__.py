@@ -13,6 +13,7 @@ One module per section of model.yaml (`tensors`, `preprocess`, `postprocess`, `s
 from inferd.spec.base import ModelFile
 from inferd.spec.cascade import CascadeSpec
 from inferd.spec.decide import ActionSpec, DecideRule, LogAction, PythonAction, WebhookAction
+from inferd.spec.environment import Environment
 from inferd.spec.evaluation import EvalSpec, PredictionLogSpec
 from inferd.spec.generation import GenerationSpec
 from inferd.spec.loading import load_labels, load_spec, parse_spec
@@ -47,6 +48,7 @@ __all__ = [
     "ClassifyStage",
     "DecideRule",
     "DetectStage",
+    "Environment",
     "EvalSpec",
     "FairnessSpec",
     "ForecastStage",

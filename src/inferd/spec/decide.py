@@ -27,6 +27,8 @@ class WebhookAction(_Strict):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
+        if url.startswith("${"):  # from the environment: checked once it is expanded
+            return url
         if not url.startswith(("http://", "https://")) or len(url) < 10:
             raise ValueError(f"url {url!r} must be an http:// or https:// URL")
         return url

@@ -1,10 +1,9 @@
-"""Reading model.yaml: YAML, `${VAR}` substitution from the environment, validation into a
-`ModelSpec` with every problem listed by its path, and the labels file."""
+"""Reading model.yaml: YAML, `${VAR}` substitution from the environment (as far as it is
+allowed: `environment.py`), validation into a `ModelSpec` with every problem listed by its
+path, and the labels file."""
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ import yaml
 from pydantic import ValidationError
 
 from inferd.errors import SpecError
+from inferd.spec.decide import WebhookAction
+from inferd.spec.environment import Environment
 from inferd.spec.model import ModelSpec
 
 _STAGE_TAGS = {
@@ -55,8 +56,10 @@ def parse_spec(data: dict[str, Any], source: str = "model.yaml") -> ModelSpec:
         raise SpecError(_describe(error, source)) from None
 
 
-def load_spec(model_dir: Path) -> ModelSpec | None:
-    """Read model_dir/model.yaml; None when the folder has none (a plain tensor model)."""
+def load_spec(model_dir: Path, environment: Environment | None = None) -> ModelSpec | None:
+    """Read model_dir/model.yaml; None when the folder has none (a plain tensor model).
+    `${NAME}` is read from the environment as `environment` allows (default: the names in
+    INFERD_ALLOW_ENV)."""
     path = model_dir / "model.yaml"
     if not path.exists():
         return None
@@ -66,40 +69,35 @@ def load_spec(model_dir: Path) -> ModelSpec | None:
         raise SpecError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path} must be a mapping of keys (name, task, backend, ...)")
-    data = _with_environment(data, str(path))
+    environment = environment or Environment.for_process(trust_code=False)
+    data = environment.expand_tree(data, str(path), deferred=_used_at_delivery)
     data.setdefault("name", model_dir.name)
-    return parse_spec(data, str(path))
+    spec = parse_spec(data, str(path))
+    _check_webhook_urls(spec, environment, str(path))
+    return spec
 
 
-_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+def _used_at_delivery(at: tuple[str | int, ...]) -> bool:
+    """A webhook's url and headers: expanded when it is delivered, never stored expanded."""
+    return (
+        len(at) >= 5
+        and at[0] in ("decide", "alerts")
+        and at[2] == "actions"
+        and at[4] in ("url", "headers")
+    )
 
 
-def _with_environment(value: Any, source: str) -> Any:
-    """Replace `${NAME}` and `${NAME:-default}` in every string value of model.yaml (`$$` is a
-    literal `$`). Substitution happens after YAML parsing, so a variable's value is always
-    text inside one value and can never add keys to the file."""
-    if isinstance(value, dict):
-        return {key: _with_environment(item, source) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_with_environment(item, source) for item in value]
-    if not isinstance(value, str) or "$" not in value:
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        found = os.environ.get(name)
-        if found is not None and (found or default is None):
-            return found
-        if default is not None:
-            return default
-        raise SpecError(
-            f"{source} uses ${{{name}}} but the environment variable {name} is not set; "
-            f"set it, or give a default: ${{{name}:-value}}"
-        )
-
-    return _VARIABLE.sub(substitute, value)
+def _check_webhook_urls(spec: ModelSpec, environment: Environment, source: str) -> None:
+    actions = [action for rule in spec.decide for action in rule.actions]
+    actions += [action for alert in spec.alerts for action in alert.actions]
+    for action in actions:
+        if isinstance(action, WebhookAction) and "${" in action.url:
+            url = environment.expand(action.url, source)
+            if not url.startswith(("http://", "https://")):
+                raise SpecError(
+                    f"{source}: the webhook url {action.url!r} expands to {url!r}, which is "
+                    "not an http:// or https:// URL"
+                )
 
 
 def load_labels(spec: ModelSpec, model_dir: Path) -> list[str] | None:

@@ -16,6 +16,7 @@ import pytest
 import inferd
 from inferd.actions import TRUST_CODE_NEEDED
 from inferd.actions.delivery import Deliverer, Outcome
+from inferd.spec import Environment
 from inferd.store import ActionRecord, Store, StoredAction, StoreWriter
 from tests.support.webhook import Receiver, Reply
 from tests.unit.actions.conftest import (
@@ -470,3 +471,26 @@ async def test_a_failing_outcome_callback_does_not_stop_delivery(
     enqueue(store, d, webhook("k1", receiver.url("/h")), webhook("k2", receiver.url("/h")))
     await until(store, settled("k1", "k2"))
     assert [r.key for r in receiver.at("/h")] == ["k1", "k2"]
+
+
+async def test_a_webhooks_variables_are_read_at_delivery_and_never_stored(
+    store: Store,
+    receiver: Receiver,
+    dispatcher: MakeDispatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "t0ken")
+    monkeypatch.setenv("HOOK_PATH", "/hook")
+    d = await dispatcher(environment=Environment(frozenset({"HOOK_TOKEN", "HOOK_PATH"})))
+    url = receiver.url("${HOOK_PATH}")
+    enqueue(store, d, webhook("k1", url, headers={"Authorization": "Bearer ${HOOK_TOKEN}"}))
+    enqueue(store, d, webhook("k2", receiver.url("/hook")))
+    actions = await until(store, settled("k1", "k2"))
+    (request, _) = receiver.at("/hook")
+    assert request.headers["authorization"] == "Bearer t0ken"
+    assert actions["k1"].target["headers"] == {"Authorization": "Bearer ${HOOK_TOKEN}"}
+    assert "t0ken" not in json.dumps([a.target for a in actions.values()])
+    monkeypatch.delenv("HOOK_TOKEN")  # a restart without it: retried, not sent without it
+    enqueue(store, d, webhook("k3", receiver.url("/hook"), headers={"X": "${HOOK_TOKEN}"}))
+    k3 = (await until(store, lambda found: "k3" in found and found["k3"].attempts >= 1))["k3"]
+    assert k3.state == "pending" and "HOOK_TOKEN is not set" in (k3.last_error or "")

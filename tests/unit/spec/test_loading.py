@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from inferd.errors import SpecError
-from inferd.spec import ModelSpec, load_labels, load_spec, parse_spec
+from inferd.spec import Environment, ModelSpec, load_labels, load_spec, parse_spec
 from tests.unit.spec.documents import error, image_spec
 
 # --- errors: each names its path -------------------------------------------------------------
@@ -144,12 +144,82 @@ def test_environment_variables_fill_model_yaml_values(
         "    when: 'true'\n"
         "    actions: [{type: webhook, url: '${HOOK_URL}', timeout_s: '${TIMEOUT:-2.5}'}]\n"
     )
-    spec = load_spec(tmp_path)
+    spec = load_spec(tmp_path, Environment(frozenset({"HOOK_URL", "EMPTY", "TIMEOUT"})))
     assert spec is not None
     action = spec.decide[0].actions[0]
-    assert action.type == "webhook" and action.url == "http://127.0.0.1:9/from-env"
+    assert action.type == "webhook" and action.url == "${HOOK_URL}"  # read when delivered
     assert action.timeout_s == 2.5
     assert spec.description == "costs $5, default fallback, empty was empty"
+
+
+WEBHOOK_SPEC = (
+    "task: classification\n"
+    "labels: [cold, hot]\n"
+    "inputs: [{name: x, datatype: FP32, shape: [1]}]\n"
+    "postprocess: [{type: classify}]\n"
+    "decide:\n"
+    "  - decision: alert\n"
+    "    when: 'true'\n"
+    "    actions:\n"
+    "      - type: webhook\n"
+    "        url: '${HOOK_URL:-http://127.0.0.1:9/default}'\n"
+    "        headers: {Authorization: 'Bearer ${HOOK_TOKEN}'}\n"
+)
+
+
+def test_a_variable_not_allowed_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INFERD_API_KEY", "the-servers-own-secret")
+    monkeypatch.delenv("INFERD_ALLOW_ENV", raising=False)
+    (tmp_path / "model.yaml").write_text("description: 'key: ${INFERD_API_KEY}'\n")
+    with pytest.raises(SpecError, match="--allow-env INFERD_API_KEY") as refused:
+        load_spec(tmp_path)
+    assert "the-servers-own-secret" not in str(refused.value)
+    # allowed by name (flag or INFERD_ALLOW_ENV), or by trusting the folder
+    for environment in (
+        Environment(frozenset({"INFERD_API_KEY"})),
+        Environment.for_process(trust_code=True),
+    ):
+        spec = load_spec(tmp_path, environment)
+        assert spec is not None and spec.description == "key: the-servers-own-secret"
+    monkeypatch.setenv("INFERD_ALLOW_ENV", "OTHER, INFERD_API_KEY")
+    spec = load_spec(tmp_path)
+    assert spec is not None and spec.description == "key: the-servers-own-secret"
+
+
+def test_an_unset_variable_not_allowed_gives_its_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOOK_URL", raising=False)
+    monkeypatch.delenv("INFERD_ALLOW_ENV", raising=False)
+    (tmp_path / "model.yaml").write_text("description: 'to ${HOOK_URL:-nowhere}'\n")
+    spec = load_spec(tmp_path)
+    assert spec is not None and spec.description == "to nowhere"
+    monkeypatch.setenv("HOOK_URL", "http://set.example")  # set: the operator meant it
+    with pytest.raises(SpecError, match="--allow-env HOOK_URL"):
+        load_spec(tmp_path)
+
+
+def test_webhook_secrets_stay_variables_until_delivery_but_are_checked_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOOK_URL", raising=False)
+    monkeypatch.delenv("HOOK_TOKEN", raising=False)
+    (tmp_path / "model.yaml").write_text(WEBHOOK_SPEC)
+    allowed = Environment(frozenset({"HOOK_URL", "HOOK_TOKEN"}))
+    with pytest.raises(SpecError, match="HOOK_TOKEN is not set"):
+        load_spec(tmp_path, allowed)
+    monkeypatch.setenv("HOOK_TOKEN", "t0ken")
+    spec = load_spec(tmp_path, allowed)
+    assert spec is not None
+    action = spec.decide[0].actions[0]
+    assert action.type == "webhook"
+    assert action.headers == {"Authorization": "Bearer ${HOOK_TOKEN}"}
+    assert action.url == "${HOOK_URL:-http://127.0.0.1:9/default}"
+    monkeypatch.setenv("HOOK_URL", "ftp://wrong")
+    with pytest.raises(SpecError, match="expands to 'ftp://wrong'"):
+        load_spec(tmp_path, allowed)
 
 
 def test_an_unset_environment_variable_without_default_is_named(
@@ -158,7 +228,7 @@ def test_an_unset_environment_variable_without_default_is_named(
     monkeypatch.delenv("INFERD_TEST_MISSING", raising=False)
     (tmp_path / "model.yaml").write_text("description: ${INFERD_TEST_MISSING}\n")
     with pytest.raises(SpecError, match=r"INFERD_TEST_MISSING is not set.*INFERD_TEST_MISSING:-"):
-        load_spec(tmp_path)
+        load_spec(tmp_path, Environment.for_process(trust_code=True))
 
 
 def test_environment_values_cannot_add_keys(
@@ -166,5 +236,5 @@ def test_environment_values_cannot_add_keys(
 ) -> None:
     monkeypatch.setenv("SNEAKY", "x\nbackend: python")
     (tmp_path / "model.yaml").write_text("description: ${SNEAKY}\n")
-    spec = load_spec(tmp_path)
+    spec = load_spec(tmp_path, Environment(frozenset({"SNEAKY"})))
     assert spec is not None and spec.backend == "onnx" and spec.description == "x\nbackend: python"
