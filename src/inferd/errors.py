@@ -7,6 +7,7 @@
     ├── UnauthorizedError            401  UNAUTHENTICATED
     ├── NotFoundError                404  NOT_FOUND          (unknown model or version)
     │   └── MethodNotAllowedError    405  NOT_FOUND          (a route that takes other methods)
+    ├── ConflictError                409  ALREADY_EXISTS     (a request id used twice)
     ├── OverloadedError              429  RESOURCE_EXHAUSTED (queue full; carries Retry-After)
     ├── ModelNotReadyError           503  UNAVAILABLE        (known but not loaded or failed)
     ├── DeadlineExceededError        504  DEADLINE_EXCEEDED  (the request's deadline passed)
@@ -74,6 +75,11 @@ class MethodNotAllowedError(NotFoundError):
     def __init__(self, message: str, allowed: list[str]) -> None:
         super().__init__(message)
         self.allowed = allowed
+
+
+class ConflictError(InferdError):
+    status_code = 409
+    grpc_code = "ALREADY_EXISTS"
 
 
 class OverloadedError(InferdError):

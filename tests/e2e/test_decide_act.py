@@ -186,6 +186,25 @@ def test_a_malignant_case_is_decided_posted_logged_and_given_feedback(
     assert "inferd_actions_in_outbox" in metrics
 
 
+def test_a_request_id_is_a_retry_of_the_same_request_and_a_409_for_another(
+    served: tuple[Server, Path], receiver: Receiver
+) -> None:
+    server, data_dir = served
+    first, second = _malignant_decided(server)[:2]
+    assert _predict(server, first, "reused-id").status_code == 200
+    retried = _predict(server, first, "reused-id")  # a client retrying after a timeout
+    assert retried.status_code == 200
+    other = _predict(server, second, "reused-id")
+    assert other.status_code == 409, other.text
+    assert "request id 'reused-id' was already used for another request" in other.json()["error"]
+    assert receiver.wait_for(REVIEW, lambda got: "reused-id" in _request_ids(got))
+    outbox = _actions_cli(data_dir, "--model", MODEL)
+    assert outbox.count("reused-id") == 2  # its webhook and log actions, once each
+    posted = [d for d in receiver.at(REVIEW) if d.body["request_id"] == "reused-id"]
+    assert [d.body["prediction"]["label"] for d in posted] == ["malignant"]
+    assert _predict(server, second, "fresh-id").status_code == 200  # still serving
+
+
 def test_a_webhook_that_is_down_neither_slows_answers_nor_loses_actions(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here yet: every delivery is refused
     data_dir = tmp_path / "data"

@@ -13,10 +13,11 @@ base64 in `json`; everything public is importable from `inferd.codecs`.
 from inferd.codecs.binary import HEADER_CONTENT_LENGTH
 from inferd.codecs.json import decode_b64, json_dumps, json_loads
 from inferd.codecs.tensors import InferRequest, InferResponse, InferTensor, RequestedOutput
-from inferd.codecs.v2 import decode_infer_request, encode_infer_response, select_outputs
+from inferd.codecs.v2 import MAX_RANK, decode_infer_request, encode_infer_response, select_outputs
 
 __all__ = [
     "HEADER_CONTENT_LENGTH",
+    "MAX_RANK",
     "InferRequest",
     "InferResponse",
     "InferTensor",

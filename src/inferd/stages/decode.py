@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from inferd.codecs import InferTensor, decode_b64
+from inferd.codecs import MAX_RANK, InferTensor, decode_b64
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 from inferd.spec import TensorSpec
@@ -163,7 +163,12 @@ class InputDecoder:
             array = _convert_numbers(raw, spec)
         return self._fit_item_shape(spec, array, batched=False)
 
-    def _json_bytes(self, name: str, value: Any) -> Any:
+    def _json_bytes(self, name: str, value: Any, depth: int = 0) -> Any:
+        if depth > MAX_RANK:  # a tensor has at most MAX_RANK dimensions; the stack stays safe
+            raise BadRequestError(
+                f"input {name!r} is nested {depth} lists deep; a tensor has at most {MAX_RANK} "
+                "dimensions"
+            )
         if isinstance(value, dict):
             if set(value) != {"b64"} or not isinstance(value["b64"], str):
                 raise BadRequestError(
@@ -173,7 +178,7 @@ class InputDecoder:
         if isinstance(value, str):
             return value.encode("utf-8")
         if isinstance(value, list):
-            return [self._json_bytes(name, v) for v in value]
+            return [self._json_bytes(name, v, depth + 1) for v in value]
         raise BadRequestError(
             f'input {name!r} takes text or {{"b64": "<base64>"}} for binary data; got {value!r:.80}'
         )

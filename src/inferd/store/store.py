@@ -336,6 +336,18 @@ class Store:
         with self._engine.connect() as conn:
             return [_stored(row) for row in conn.execute(query)]
 
+    def action_events(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The events of the outbox's actions with these idempotency keys (those it has)."""
+        table = schema.actions
+        found: dict[str, Any] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                query = select(table.c.idempotency_key, table.c.event).where(
+                    table.c.idempotency_key.in_(keys[start : start + 500])
+                )
+                found.update({key: event for key, event in conn.execute(query)})
+        return found
+
     def action_counts(self) -> dict[tuple[str, str], int]:
         """(model, state) → how many actions."""
         table = schema.actions

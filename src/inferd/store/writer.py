@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from inferd.errors import ModelNotReadyError
+from inferd.errors import ConflictError, ModelNotReadyError
 from inferd.store.records import ActionRecord, PredictionRecord
+from inferd.store.schema import dumps
 from inferd.store.store import Store
 
 logger = logging.getLogger("inferd.store")
@@ -43,6 +45,12 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+def _request_of(event: Any) -> str:
+    """What tells two requests apart in an action's event: its item's inputs and prediction,
+    as JSON (a stored event has been through JSON; a new one not yet)."""
+    return dumps([event.get("inputs"), event.get("prediction")])
 
 
 def _not_saved(exc: BaseException) -> ModelNotReadyError:
@@ -154,9 +162,11 @@ class StoreWriter:
     def _commit(self, jobs: list[_Job]) -> None:
         errors: dict[int, BaseException] = {}
         try:
+            errors = self._reused_request_ids(jobs)
+            saved = [job for job in jobs if id(job) not in errors]
             self._store.save(
-                [p for job in jobs for p in job.predictions],
-                [a for job in jobs for a in job.actions],
+                [p for job in saved for p in job.predictions],
+                [a for job in saved for a in job.actions],
             )
         except Exception as exc:
             if len(jobs) == 1 or isinstance(exc, OperationalError | InterfaceError):
@@ -181,6 +191,39 @@ class StoreWriter:
             # A closed event loop raises RuntimeError: nobody waits there any more.
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(_resolve, job.future, error)
+
+    def _reused_request_ids(self, jobs: list[_Job]) -> dict[int, BaseException]:
+        """Refuse (409) a request whose actions clash with recorded ones of another request
+        under the same request id: the outbox keeps one action per key, so they would be
+        dropped while the answer said they were taken. The same request sent again (the same
+        prediction of the same inputs) is a retry, and its actions are not repeated."""
+        deciding = [job for job in jobs if job.actions]
+        if not deciding:
+            return {}
+        keys = [a.idempotency_key for job in deciding for a in job.actions]
+        recorded = {
+            key: _request_of(event) for key, event in self._store.action_events(keys).items()
+        }
+        errors: dict[int, BaseException] = {}
+        for job in deciding:
+            clash = next(
+                (
+                    a
+                    for a in job.actions
+                    if recorded.get(a.idempotency_key, _request_of(a.event)) != _request_of(a.event)
+                ),
+                None,
+            )
+            if clash is None:
+                recorded.update({a.idempotency_key: _request_of(a.event) for a in job.actions})
+                continue
+            errors[id(job)] = ConflictError(
+                f"request id {clash.request_id!r} was already used for another request of model "
+                f"{clash.model!r}, whose actions are recorded; send each new request with its "
+                "own X-Request-Id (the same request again, with the same id, is a retry and its "
+                "actions are not repeated); nothing of this request was recorded"
+            )
+        return errors
 
     def _commit_one_by_one(self, jobs: list[_Job]) -> dict[int, BaseException]:
         errors: dict[int, BaseException] = {}

@@ -358,3 +358,12 @@ def test_b64_object_for_a_numeric_single_input_is_refused(vector: InputDecoder) 
 def test_long_values_are_cut_in_the_message(vector: InputDecoder) -> None:
     message = _refused(vector.item_from_instance, ["x" * 500, "y", "z", "w"])
     assert len(message) < 160
+
+
+@pytest.mark.parametrize("depth", [34, 990])
+def test_text_nested_deeper_than_a_tensor_can_be_is_a_400(text: InputDecoder, depth: int) -> None:
+    nested: Any = "x"
+    for _ in range(depth):
+        nested = [nested]
+    message = _refused(text.item_from_instance, nested)
+    assert "nested" in message and "at most 32 dimensions" in message

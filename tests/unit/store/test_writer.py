@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd.errors import ModelNotReadyError
+from inferd.errors import ConflictError, ModelNotReadyError
 from inferd.store import (
     ActionRecord,
     PredictionRecord,
@@ -227,3 +227,34 @@ async def test_log_rows_are_written_behind_and_flush_waits_for_them(tmp_path: Pa
     finally:
         writer.close()
         store.close()
+
+
+@pytest.mark.parametrize("same_group", [False, True])
+async def test_a_request_id_reused_for_another_request_is_a_409_not_dropped_actions(
+    store: Store,
+    writer_and_saves: tuple[StoreWriter, Saves, list[set[str]]],
+    same_group: bool,
+) -> None:
+    writer, saves, _ = writer_and_saves
+    first = {"key": "k", "prediction": {"label": "cat"}, "inputs": {"x": [1.0]}}
+    retry = dict(first, time="later")  # the same request sent again
+    other = dict(first, prediction={"label": "dog"})  # another request under the same id
+    if same_group:
+        saves.gate.clear()
+        held = asyncio.create_task(writer.save([prediction("r0")], []))
+        assert await asyncio.to_thread(saves.first_started.wait, 10)
+    sends = [
+        asyncio.create_task(writer.save([prediction("req-k")], [action("k", event=event)]))
+        for event in (first, retry, other)
+    ]
+    if same_group:
+        await asyncio.sleep(0.05)
+        saves.gate.set()
+        await held
+    done = await asyncio.gather(*sends, return_exceptions=True)
+    assert done[:2] == [None, None]
+    assert isinstance(done[2], ConflictError) and done[2].status_code == 409
+    assert "request id 'req-k' was already used for another request" in done[2].message
+    [kept] = store.list_actions()
+    assert kept.event["prediction"] == {"label": "cat"}
+    assert [row.request_id for row in store.logged("m")].count("req-k") == 2  # none of it
