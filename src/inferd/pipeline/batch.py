@@ -1,8 +1,10 @@
 """Stages 2-5 over one batch, in a worker thread: preprocess each item, run the model on
 groups of items whose tensors stack, split the outputs back and postprocess each item.
 
-Every item's failure is its own: the result list holds an exception in that item's place,
-and only a failing model call fails the items that shared it.
+Every item's failure is its own: the result list holds an exception in that item's place.
+A model call that fails on a group is run again on each half, down to the items it fails on
+alone, so one poisonous item (a value the model crashes on) never fails its batch-mates,
+which are often other clients' requests.
 """
 
 from __future__ import annotations
@@ -148,12 +150,18 @@ class BatchRunner:
             if self.batched:
                 bad = [n for n, v in outputs.items() if v.ndim == 0 or v.shape[0] != len(group)]
                 if bad:
-                    raise ValueError(
+                    raise _NoBatchDimension(
                         f"output(s) {', '.join(bad)} do not have the batch size {len(group)} "
                         "as their first dimension"
                     )
         except Exception as error:
-            logger.exception("model %r failed on a batch of %d", self.name, len(group))
+            if len(group) > 1 and not isinstance(error, _NoBatchDimension):
+                # Find the item(s) it fails on: the others are answered.
+                half = len(group) // 2
+                self._run_group(group[:half], results)
+                self._run_group(group[half:], results)
+                return
+            logger.exception("model %r failed on an item", self.name)
             failure = ModelError(f"model {self.name!r} failed while running: {error}")
             for index, _, _ in group:
                 results[index] = failure
@@ -209,6 +217,10 @@ def _work(item: Item) -> int:
     """An item's share of the work: the elements of its model inputs (a longer text or a
     bigger image costs more); at least 1."""
     return max(1, sum(v.size for v in item.values.values() if isinstance(v, np.ndarray)))
+
+
+class _NoBatchDimension(ValueError):
+    """The model's outputs do not have the batch size: its fault, not one item's."""
 
 
 def _share_cpu(results: list[ItemResult | BaseException], cpu_s: float) -> None:

@@ -463,6 +463,23 @@ def test_a_failing_model_call_fails_only_its_group(tmp_path: Path) -> None:
     )
 
 
+def test_an_item_the_model_crashes_on_fails_alone_and_its_batch_mates_are_answered() -> None:
+    poisoned = FakeBackend(
+        inputs=[TensorSpec(name="x", datatype="FP32", shape=[-1, 2])],
+        outputs=[TensorSpec(name="y", datatype="FP32", shape=[-1])],
+        fail=lambda inputs: bool((inputs["x"] < 0).any()),
+        compute=lambda inputs: {"y": inputs["x"].sum(axis=1)},
+    )
+    pipeline = Pipeline(ModelSpec(name="poisoned"), poisoned)
+    values = [[1.0, 2.0], [3.0, 4.0], [-1.0, 0.0], [5.0, 6.0], [7.0, 8.0]]
+    results = pipeline.run_batch([pipeline.item_from_instance(v) for v in values])
+    assert isinstance(results[2], ModelError)
+    assert "failed while running" in results[2].message
+    answered = [_ok(r).fields["y"] for i, r in enumerate(results) if i != 2]
+    assert answered == pytest.approx([3.0, 7.0, 11.0, 15.0])
+    assert poisoned.batch_sizes[0] == 5 and poisoned.calls <= 2 * len(values)
+
+
 def test_outputs_without_the_batch_size_are_a_model_error() -> None:
     no_batch_dim = FakeBackend(  # a backend that forgets the batch dimension in its outputs
         inputs=[TensorSpec(name="x", datatype="FP32", shape=[-1, 2])],
