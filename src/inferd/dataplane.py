@@ -23,6 +23,7 @@ from inferd.errors import (
     ModelError,
     ModelNotReadyError,
     NotFoundError,
+    PayloadTooLargeError,
 )
 from inferd.monitor.costs import Accounting
 from inferd.monitor.feedback import TruthCheck, truth_check
@@ -138,6 +139,8 @@ class DataPlane:
     ) -> Served:
         """Named tensors in (each split along the batch dimension when the model batches)."""
         model = self.repository.get(name, version)
+        if model.batched and tensors and tensors[0].shape:
+            self._check_item_count(model, tensors[0].shape[0])  # before splitting them
         items = model.predictive.items_from_tensors(tensors)
         return Served(model, await self._process(model, items, request))
 
@@ -146,6 +149,7 @@ class DataPlane:
     ) -> Served:
         """Instances in, as a person would send them: one item each."""
         model = self.repository.get(name, version)
+        self._check_item_count(model, len(instances))
         pipeline = model.predictive
         items: list[Item] = []
         for position, instance in enumerate(instances):
@@ -156,6 +160,15 @@ class DataPlane:
                     raise error.about(f"{request.item_word} {position}") from None
                 raise
         return Served(model, await self._process(model, items, request))
+
+    def _check_item_count(self, model: ModelVersion, count: int) -> None:
+        limit = model.spec.batching.request_item_limit
+        if count > limit:
+            raise PayloadTooLargeError(
+                f"the request has {count} items; model {model.name!r} takes at most {limit} "
+                "per request (model.yaml batching.max_items_per_request, at most its "
+                "max_queue); send them in smaller requests"
+            )
 
     async def _process(
         self, model: ModelVersion, items: list[Item], request: Request

@@ -15,7 +15,13 @@ from inferd import __version__
 from inferd.api import v1, v2
 from inferd.codecs import InferRequest, InferResponse, InferTensor
 from inferd.dataplane import DataPlane
-from inferd.errors import BadRequestError, ModelError, ModelNotReadyError, NotFoundError
+from inferd.errors import (
+    BadRequestError,
+    ModelError,
+    ModelNotReadyError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from inferd.monitor.metrics import STAGES, Metrics
 from inferd.pipeline import Request
 from inferd.repository import ModelRepository
@@ -305,6 +311,23 @@ async def test_infer_batched_tensor_model(plane: DataPlane) -> None:
     assert (logits.name, logits.datatype, logits.shape) == ("logits", "FP32", [3, 3])
     assert logits.data.dtype == np.float32
     np.testing.assert_allclose(logits.data, x @ weight + bias, rtol=1e-5, atol=1e-6)
+
+
+async def test_more_items_than_a_request_may_carry_is_a_413_before_decoding(root: Path) -> None:
+    _write_yaml(root / "affine", {"batching": {"max_queue": 64, "max_items_per_request": 100}})
+    plane = _dataplane(root)
+    await _start(plane)
+    try:
+        x = np.zeros((65, 4), dtype=np.float32)  # over max_queue: no retry could get it in
+        with pytest.raises(PayloadTooLargeError, match="the request has 65 items") as refused:
+            await _infer(plane, "affine", None, InferRequest([_fp32("x", x)]), "r")
+        assert refused.value.status_code == 413 and "at most 64 per request" in str(refused.value)
+        with pytest.raises(PayloadTooLargeError, match="the request has 70 items"):
+            await v1.predict(plane, "affine", None, [[1, 2, 3, 4]] * 70, "r")
+        served = await v1.predict(plane, "affine", None, [[1, 2, 3, 4]] * 64, "r")
+        assert len(served) == 64
+    finally:
+        await plane.repository.stop()
 
 
 async def test_infer_echoes_the_request_id(plane: DataPlane) -> None:

@@ -15,6 +15,14 @@ class BatchingSpec(_Strict):
     """How long a batch may wait to fill after its first item; 0: start when a worker is free."""
     max_queue: int = Field(default=1024, ge=1)
     """Items that may wait; beyond it requests are refused with 429."""
+    max_items_per_request: int = Field(default=1024, ge=1)
+    """Items one request may carry (never more than `max_queue`); more is a 413."""
+
+    @property
+    def request_item_limit(self) -> int:
+        """The most items one request can have: a request the queue could never hold is
+        refused at once (413), not with a 429 no retry can get past."""
+        return min(self.max_items_per_request, self.max_queue)
 
 
 class RuntimeSpec(_Strict):
