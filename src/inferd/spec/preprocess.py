@@ -32,8 +32,10 @@ class ImageStage(_Strict):
     std: list[float] = Field(default_factory=lambda: [1.0])
     layout: Literal["CHW", "HWC", "HW"] = "CHW"
     datatype: Literal["FP32", "FP16", "UINT8"] = "FP32"
-    max_pixels: int = 64_000_000
-    """Refuse images larger than this before decoding them (decompression bombs)."""
+    max_pixels: int = Field(default=4096 * 4096, ge=1, le=89_478_485)
+    """Refuse images larger than this before decoding them (decompression bombs): 16.8 MP
+    (4096 x 4096, 48 MiB as RGB) by default, at most Pillow's own guard (89.5 MP), which
+    stays on."""
 
     @field_validator("mean", "std")
     @classmethod

@@ -24,30 +24,52 @@ _AMIN = 1e-10
 """Power floor before taking logs (librosa's `amin`)."""
 
 
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 32
+SAMPLES_PER_SECOND_BUDGET = 48_000 * 8
+"""Decoded samples (all channels) a clip may have per second of `max_duration_s`: eight
+channels at 48 kHz. A header can claim any rate and channel count; memory is bounded by this,
+not by what the file says."""
+
+
 def decode_clip(data: bytes, name: str, max_duration_s: float) -> tuple[np.ndarray, int]:
-    """A mono float32 clip and its sample rate; a 400 for non-audio, empty or too-long files."""
+    """A mono float32 clip and its sample rate; a 400 for non-audio, empty, too-long or
+    too-large files, refused from the header where it tells and never decoded past the limit
+    where it lies (streamed OGG/MP3 may not know their length)."""
     import soundfile  # imported here: only audio models need libsndfile
 
     try:
-        info = soundfile.info(io.BytesIO(data))
+        sound = soundfile.SoundFile(io.BytesIO(data))
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
         raise BadRequestError(
             f"input {name!r} is not an audio file soundfile can read; send WAV, FLAC, OGG "
             "or MP3 bytes"
         ) from None
-    if info.samplerate <= 0:
-        raise BadRequestError(f"input {name!r} has no valid sample rate")
-    _check_length(info.frames, info.samplerate, name, max_duration_s)
-    try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-        raise BadRequestError(f"input {name!r} is a damaged audio file: {error}") from None
-    # The header's frame count can be absent or wrong (streamed OGG/MP3): check what decoded.
-    _check_length(samples.shape[0], rate, name, max_duration_s)
-    return samples.mean(axis=1, dtype=np.float32), int(rate)
+    with sound:
+        rate, channels = int(sound.samplerate), int(sound.channels)
+        if not 0 < rate <= MAX_SAMPLE_RATE or not 0 < channels <= MAX_CHANNELS:
+            raise BadRequestError(
+                f"input {name!r} says it has {channels} channels at {rate} Hz; audio is "
+                f"taken with 1-{MAX_CHANNELS} channels at up to {MAX_SAMPLE_RATE} Hz"
+            )
+        max_frames = int(max_duration_s * rate)
+        budget = int(max_duration_s * SAMPLES_PER_SECOND_BUDGET)
+        if max_frames * channels > budget:
+            max_frames = budget // channels
+        if sound.frames > 0:  # the header's length: refuse before decoding anything
+            _check_length(sound.frames, rate, name, max_duration_s, max_frames)
+        try:
+            samples = sound.read(max_frames + 1, dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+            raise BadRequestError(f"input {name!r} is a damaged audio file: {error}") from None
+    # The header's frame count can be absent or wrong: check what decoded.
+    _check_length(samples.shape[0], rate, name, max_duration_s, max_frames)
+    return samples.mean(axis=1, dtype=np.float32), rate
 
 
-def _check_length(frames: int, rate: int, name: str, max_duration_s: float) -> None:
+def _check_length(
+    frames: int, rate: int, name: str, max_duration_s: float, max_frames: int
+) -> None:
     if frames <= 0:
         raise BadRequestError(
             f"input {name!r} is an audio file with no samples (0 s long); send a clip with sound"
@@ -57,6 +79,12 @@ def _check_length(frames: int, rate: int, name: str, max_duration_s: float) -> N
         raise BadRequestError(
             f"input {name!r} is {seconds:.1f} s long, over this model's limit of "
             f"{max_duration_s:g} s; send a shorter clip"
+        )
+    if frames > max_frames:
+        raise BadRequestError(
+            f"input {name!r} has {frames} frames of {rate} Hz audio, over the "
+            f"{SAMPLES_PER_SECOND_BUDGET} samples per second of max_duration_s this server "
+            "decodes; send fewer channels or a lower sample rate"
         )
 
 

@@ -1,5 +1,8 @@
 """Image preprocessing: any file Pillow reads → the tensor a vision model expects.
 
+Each image stage refuses images over its `max_pixels` from the header, before decoding; and
+Pillow's process-wide decompression-bomb guard stays on behind it.
+
 Decodes PNG/JPEG/WebP/..., applies EXIF orientation, converts colour, optionally inverts
 (dark ink on white paper vs. the light-on-dark a model was trained on), resizes (stretch or
 letterbox), normalizes and lays out the channels.
@@ -16,10 +19,6 @@ from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 from inferd.spec import ImageStage
 from inferd.stages import ImageGeometry, Item, Preprocess, encoded_bytes, only_value
-
-# Each image stage enforces its own `max_pixels` (checked from the header, before decoding),
-# so Pillow's process-wide guard would only hide that limit's clearer message.
-Image.MAX_IMAGE_PIXELS = None
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -47,6 +46,10 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
         raise BadRequestError(
             f"input {name!r} is not an image file Pillow can read; send PNG, JPEG, WebP, "
             "BMP, GIF or TIFF bytes"
+        ) from None
+    except Image.DecompressionBombError as error:  # Pillow's own guard, behind ours
+        raise BadRequestError(
+            f"input {name!r} is refused as a decompression bomb: {error}"
         ) from None
     except (OSError, ValueError, SyntaxError) as error:
         raise BadRequestError(f"input {name!r} is a damaged or truncated image: {error}") from None

@@ -269,10 +269,43 @@ def test_too_long_clip_is_refused_from_its_header(monkeypatch: pytest.MonkeyPatc
         raise AssertionError("the clip was decoded before its length was checked")
 
     data = _encode(_sine(440, RATE, 1.0), RATE)
-    monkeypatch.setattr(soundfile, "read", _no_decoding)
+    monkeypatch.setattr(soundfile.SoundFile, "read", _no_decoding)
     message = _error(data, max_duration_s=0.5)
     assert "1.0 s long" in message and "limit of 0.5 s" in message
     assert "send a shorter clip" in message
+
+
+def test_more_samples_than_the_budget_are_refused_from_the_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """0.4 s is within 0.5 s, but 12 channels at 48 kHz are more samples than the server
+    decodes for a 0.5 s limit: an audio bomb is refused before a byte of it is decoded."""
+
+    def _no_decoding(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the clip was decoded before its size was checked")
+
+    clip = np.tile(_sine(440, 48_000, 0.4)[:, None], (1, 12))
+    data = _encode(clip, 48_000)
+    monkeypatch.setattr(soundfile.SoundFile, "read", _no_decoding)
+    message = _error(data, max_duration_s=0.5)
+    assert "over the 384000 samples per second" in message
+    assert "send fewer channels or a lower sample rate" in message
+
+
+def test_a_header_claiming_absurd_channels_is_refused() -> None:
+    data = _encode(np.zeros((10, 40), dtype=np.float32), RATE)
+    message = _error(data)
+    assert "40 channels" in message and "1-32 channels" in message
+
+
+def test_a_length_the_header_hides_is_never_decoded_past_the_limit() -> None:
+    """A WAV whose header says nothing of its length (data size 0xFFFFFFFF, as a streaming
+    writer leaves it) is read only up to the limit, then refused."""
+    data = bytearray(_encode(_sine(440, RATE, 1.0), RATE, subtype="PCM_16"))
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"
+    message = _error(bytes(data), max_duration_s=0.5)
+    assert "limit of 0.5 s" in message
 
 
 @pytest.mark.parametrize("level", [0.0, 1e-4], ids=["zeros", "minus-80-dbfs"])

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from inferd.errors import BadRequestError
 from inferd.spec import ImageStage
@@ -433,13 +434,21 @@ def test_too_many_pixels_for_the_stage_limit() -> None:
     assert "send a smaller image" in message
 
 
-def test_decompression_bomb_is_reported_as_too_many_pixels() -> None:
-    # 100 million pixels is over the default limit (64 million) and over Pillow's own bomb
-    # warning; the client must be told the image is too large, not that it is no image.
-    message = _error(_png_header_only(10_000, 10_000))
-    assert "10000x10000" in message
-    assert "pixels" in message
+@pytest.mark.parametrize(("width", "height"), [(5000, 4000), (10_000, 10_000), (20_000, 10_000)])
+def test_decompression_bomb_is_reported_as_too_many_pixels(width: int, height: int) -> None:
+    # Over the default limit (4096 x 4096), then over Pillow's own bomb warning (89.5 MP),
+    # then over its error (179 MP): the client is told the image is too large, never that it
+    # is no image, and never with a 500.
+    message = _error(_png_header_only(width, height))
+    assert f"{width}x{height}" in message or f"{width * height} pixels" in message
+    assert "over the limit of 16777216 pixels" in message or "decompression bomb" in message
     assert "not an image file" not in message
+
+
+def test_pillows_own_guard_stays_on_and_no_stage_may_go_past_it() -> None:
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485
+    with pytest.raises(ValidationError, match="less than or equal to 89478485"):
+        ImageStage(type="image", size=(2, 2), max_pixels=100_000_000)
 
 
 def test_missing_input() -> None:
