@@ -238,12 +238,14 @@ class DataPlane:
             )
         return model
 
-    def generate(self, name: str, prompt: str, params: SamplingParams) -> AsyncIterator[Delta]:
+    async def generate(
+        self, name: str, prompt: str, params: SamplingParams
+    ) -> AsyncIterator[Delta]:
         """Text generated from a prompt, piece by piece; a bad prompt or option fails here,
         before the first piece, so a streaming transport has not yet answered."""
         engine = self.generator(name).engine
         assert engine is not None
-        return engine.stream(engine.encode(prompt), params)
+        return engine.stream(await engine.tokenize(prompt), params)
 
     # --- feedback ------------------------------------------------------------------------
 

@@ -441,6 +441,7 @@ class ModelRepository:
             workers=spec.runtime.instances,
             on_batch=(lambda size: observer(model.name, label, size)) if observer else None,
             name=f"{model.name}:{model.version}",
+            weigh=Item.wire_bytes,
         )
 
     async def start(self) -> None:

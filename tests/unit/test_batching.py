@@ -616,3 +616,27 @@ async def test_inline_batcher_overloads_and_stops(make: MakeBatcher) -> None:
 async def test_inline_below_ms_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="inline_below_ms"):
         Batcher(Doubler(), max_batch_size=2, max_delay_ms=0, max_queue=2, inline_below_ms=-1)
+
+
+async def test_an_item_heavier_than_the_cheap_ones_goes_to_a_worker(make: MakeBatcher) -> None:
+    """A model cheap for small inputs (run inline) is not trusted with a big one: the
+    estimate is per unit of the item's weight (its input's bytes, when served), so a 4 MB
+    text never holds the loop for seconds."""
+
+    def fn(items: list[int]) -> list[int]:
+        time.sleep(0.00002 * sum(items))  # 20 us per unit of weight
+        return items
+
+    model = OnLoop(fn)
+    b = await make(model, inline_below_ms=5, weigh=float)
+    await warm_up(b)  # items weigh 100-129: 2-3 ms each, in workers
+    for weight in (10, 20, 30):
+        await soon(b.submit(weight))
+    assert model.inline[3:] == [True] * 3  # cheap: inline
+    await soon(b.submit(5000))  # 100 ms by its weight
+    assert model.inline[-1] is False
+    for _ in range(20):  # the small ones go back inline once the estimates settle
+        await soon(b.submit(10))
+        if model.inline[-1]:
+            break
+    assert model.inline[-1] is True

@@ -219,7 +219,7 @@ class OpenAIRoutes:
         model = generation_model(self.dataplane, name if isinstance(name, str) else "")
         options = model.spec.generation or GenerationSpec()
         parsed = parse_request(body, chat, options.default_max_tokens)
-        deltas = self.dataplane.generate(model.name, parsed.prompt, parsed.params)
+        deltas = await self.dataplane.generate(model.name, parsed.prompt, parsed.params)
         answer_id = f"{'chatcmpl' if chat else 'cmpl'}-{request.id}"
         headers = {"x-request-id": request.id}
         if parsed.stream:

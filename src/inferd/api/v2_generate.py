@@ -80,7 +80,7 @@ class V2GenerateRoutes:
         options = model.spec.generation or GenerationSpec()
         body = json_loads(await request.body(self.max_body_bytes))
         parsed = parse_generate(body, model.name, options.default_max_tokens)
-        deltas = self.dataplane.generate(model.name, parsed.prompt, parsed.params)
+        deltas = await self.dataplane.generate(model.name, parsed.prompt, parsed.params)
         headers = {"x-request-id": request.id}
         if stream:
             events = sse_events(model.name, model.version, deltas)

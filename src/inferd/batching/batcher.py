@@ -48,6 +48,7 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
         on_batch: Callable[[int], None] | None = None,
         name: str = "",
         inline_below_ms: float = 0.5,
+        weigh: Callable[[ItemT], float] | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
@@ -76,7 +77,9 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
         self._inline_below_s = inline_below_ms / 1000.0
         self._timed = 0  # batches whose run time is in the two estimates below
         self._batch_s = 0.0  # smoothed run time of one batch (inline choice, Retry-After)
-        self._item_s = 0.0  # smoothed run time per item, so a big batch is not run inline
+        self._weigh = weigh
+        """An item's work (its input's size, say), so a big item is never run inline."""
+        self._unit_s = 0.0  # smoothed run time per unit of work (per item without `weigh`)
 
     @property
     def queue_depth(self) -> int:
@@ -123,7 +126,8 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
                 "send it with a later deadline"
             )
         future: asyncio.Future[tuple[ResultT, float]] = loop.create_future()
-        pending = Pending(item, now, deadline, future)
+        units = 1.0 if self._weigh is None else max(1.0, self._weigh(item))
+        pending = Pending(item, now, deadline, future, units)
         queue.append(pending)
         # Wake the scheduler only when its decision can change: a first item arms the
         # max-delay timer, a full batch closes it. A busy scheduler is woken when a worker is free.
@@ -204,9 +208,10 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
             return False
         self._running += 1
         self._count_batch(len(batch))
-        if (  # known to be cheap, for a batch of this size too
+        if (  # known to be cheap, for a batch of this size and these items too
             self._timed >= WARMUP_BATCHES
-            and max(self._batch_s, self._item_s * len(batch)) < self._inline_below_s
+            and max(self._batch_s, self._unit_s * sum(p.units for p in batch))
+            < self._inline_below_s
         ):
             outcome, seconds = self._run_timed([pending.item for pending in batch])
             self._running -= 1

@@ -26,7 +26,7 @@ ResultT = TypeVar("ResultT")
 class Pending(Generic[ItemT, ResultT]):
     """One submitted item. Compared by identity, so ``deque.remove`` never compares items."""
 
-    __slots__ = ("deadline", "enqueued", "future", "item", "started")
+    __slots__ = ("deadline", "enqueued", "future", "item", "started", "units")
 
     def __init__(
         self,
@@ -34,8 +34,11 @@ class Pending(Generic[ItemT, ResultT]):
         enqueued: float,
         deadline: float | None,
         future: asyncio.Future[tuple[ResultT, float]],
+        units: float = 1.0,
     ) -> None:
         self.item = item
+        self.units = units
+        """The item's work, in the batcher's `weigh` units (1 without one)."""
         self.enqueued = enqueued
         self.deadline = deadline
         self.future = future

@@ -45,7 +45,7 @@ class BatchRunner(PendingQueue[ItemT, ResultT]):
     _inline_below_s: float
     _timed: int
     _batch_s: float
-    _item_s: float
+    _unit_s: float
 
     def _count_batch(self, size: int) -> None:
         if self._on_batch is not None:
@@ -75,7 +75,8 @@ class BatchRunner(PendingQueue[ItemT, ResultT]):
             self._timed += 1
             weight = max(SMOOTHING, 1 / self._timed)  # a plain mean of the first few
             self._batch_s += weight * (seconds - self._batch_s)
-            self._item_s += weight * (seconds / len(batch) - self._item_s)
+            units = sum(pending.units for pending in batch) or 1.0
+            self._unit_s += weight * (seconds / units - self._unit_s)
         if isinstance(results, BaseException):
             logger.error(
                 "%s: the model failed while running a batch of %d",

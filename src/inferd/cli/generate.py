@@ -51,7 +51,7 @@ def generate(
 
     async def run() -> str | None:
         reason = None
-        async for delta in engine.stream(engine.encode(prompt), params):
+        async for delta in engine.stream(await engine.tokenize(prompt), params):
             typer.echo(delta.text, nl=False)
             reason = delta.finish_reason or reason
         typer.echo()

@@ -45,6 +45,17 @@ class Item:
         """A decoded item, before any stage ran."""
         return cls(inputs, inputs)
 
+    def wire_bytes(self) -> int:
+        """How big the client's inputs are (an image's or a text's bytes, a tensor's): what
+        its preprocessing costs grows with this."""
+        size = 0
+        for value in self.inputs.values():
+            if isinstance(value, np.ndarray) and value.dtype == np.object_:
+                size += sum(len(v) for v in value.flat if isinstance(v, bytes | str))
+            else:
+                size += getattr(value, "nbytes", 8)
+        return size
+
 
 @dataclass(frozen=True)
 class ImageGeometry:

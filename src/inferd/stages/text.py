@@ -77,7 +77,9 @@ def build(
 
     def preprocess(item: Item) -> None:
         text = _text(only_value(item.values, input_name, "the text stage"), input_name)
-        encoding = tokenizer.encode(text)
+        # encode_batch releases the GIL while it works (encode holds it: seconds for a
+        # few MB), so a long text never stalls the event loop from its worker thread.
+        [encoding] = tokenizer.encode_batch([text])
         out = {k: v for k, v in item.values.items() if k != input_name}
         fields = {
             "input_ids": encoding.ids,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from inferd.errors import BadRequestError, ModelNotReadyError
-from inferd.generate.engine import Engine
+from inferd.generate.engine import Engine, most_bytes_per_token
 from inferd.generate.request import Delta, SamplingParams
 from inferd.generate.scheduler import Limits
 from tests.support.tiny_lm import gpt2_folder
@@ -223,3 +223,43 @@ async def test_token_ids_outside_the_vocabulary_are_refused(engine: Engine) -> N
     vocab = engine.model.shape.vocab_size
     with pytest.raises(BadRequestError, match=f"must be in \\[0, {vocab}\\)"):
         engine.stream([1, vocab], SamplingParams(max_tokens=2))
+
+
+async def test_a_prompt_that_cannot_fit_is_refused_from_its_size_alone(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    longest = most_bytes_per_token(engine.tokenizer)
+    assert longest is not None and longest >= 1
+    monkeypatch.setattr(engine, "encode", _never_called)
+    with pytest.raises(BadRequestError, match=r"at least .* tokens: over this model's context"):
+        await engine.tokenize("x" * (longest * CONTEXT + 1))
+
+
+async def test_a_long_prompt_is_tokenized_off_the_loop_and_alike(engine: Engine) -> None:
+    loop_thread = threading.current_thread()
+    threads: list[threading.Thread] = []
+    encode = engine.encode
+
+    def noting(text: str) -> list[int]:
+        threads.append(threading.current_thread())
+        return encode(text)
+
+    engine.encode = noting  # type: ignore[method-assign]
+    short, long = PROMPTS[0], ("import json\n" * 400)[:4800]
+    assert await engine.tokenize(short) == encode(short)
+    assert await engine.tokenize(long) == encode(long)
+    assert [t is loop_thread for t in threads] == [True, False]
+    assert encode(long) == engine.tokenizer.encode(long, add_special_tokens=False).ids
+
+
+def test_a_vocabulary_with_an_unknown_token_has_no_bytes_bound() -> None:
+    from tokenizers import Tokenizer, models
+
+    word_piece = Tokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    assert most_bytes_per_token(word_piece) is None
+    bpe = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2}, [("a", "b")]))
+    assert most_bytes_per_token(bpe) == 2
+
+
+def _never_called(text: str) -> list[int]:
+    raise AssertionError("the prompt was tokenized")
