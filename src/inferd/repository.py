@@ -341,6 +341,7 @@ class ModelRepository:
         self.trust_code = trust_code
         self.allow_env = tuple(allow_env)
         """Environment variables a model.yaml may read without --trust-code."""
+        self._restarts: set[asyncio.Task[None]] = set()
         self._on_batch = on_batch
         self._entries: dict[str, ModelEntry] = {}
 
@@ -442,7 +443,24 @@ class ModelRepository:
             on_batch=(lambda size: observer(model.name, label, size)) if observer else None,
             name=f"{model.name}:{model.version}",
             weigh=Item.wire_bytes,
+            batch_timeout_s=spec.runtime.batch_timeout_s,
+            on_hung=lambda: self._restart_hung(model),
         )
+
+    def _restart_hung(self, model: ModelVersion) -> None:
+        """A version's batch hung (its batcher failed its requests): not ready at once, and
+        the model is loaded afresh in the background; the stuck thread is left behind."""
+        model.serving = False
+        task = asyncio.get_running_loop().create_task(self._restart(model.name))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, name: str) -> None:
+        try:
+            await self.reload(name)
+            logger.warning("model %s was restarted after a hung batch", name)
+        except Exception:
+            logger.exception("model %s hung and could not be restarted", name)
 
     async def start(self) -> None:
         """Start a batcher for every loaded version."""
@@ -471,6 +489,8 @@ class ModelRepository:
             batcher, model.batcher = model.batcher, None
             if batcher is not None:
                 await batcher.stop(drain=True)
+                if batcher.hung:  # its backend is still in use by the stuck thread
+                    continue
             await asyncio.to_thread(model.close)
 
     async def reload(self, name: str) -> ModelEntry:

@@ -640,3 +640,30 @@ async def test_an_item_heavier_than_the_cheap_ones_goes_to_a_worker(make: MakeBa
         if model.inline[-1]:
             break
     assert model.inline[-1] is True
+
+
+async def test_a_batch_past_its_timeout_is_a_504_and_the_batcher_takes_no_more(
+    make: MakeBatcher,
+) -> None:
+    release = threading.Event()
+    hung: list[bool] = []
+
+    def fn(items: list[int]) -> list[int]:
+        if 13 in items:
+            release.wait(10)  # a model call that does not come back
+        return items
+
+    b = await make(fn, inline_below_ms=0, batch_timeout_s=0.2, on_hung=lambda: hung.append(True))
+    assert (await soon(b.submit(1)))[0] == 1
+    stuck = asyncio.create_task(b.submit(13))
+    await asyncio.sleep(0.05)
+    queued = asyncio.create_task(b.submit(2))  # waits behind the hung batch (one worker)
+    with pytest.raises(DeadlineExceededError, match=r"past its limit of 0\.2 s"):
+        await asyncio.wait_for(stuck, 5)
+    with pytest.raises(ModelNotReadyError, match="hung on a batch"):
+        await asyncio.wait_for(queued, 5)
+    assert hung == [True] and b.hung
+    with pytest.raises(ModelNotReadyError, match="being restarted"):
+        await b.submit(3)
+    await asyncio.wait_for(b.stop(), 1)  # does not wait for the stuck thread
+    release.set()

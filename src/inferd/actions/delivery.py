@@ -19,6 +19,7 @@ import httpx
 
 from inferd.actions.trusted import EntryError, TrustedFunctions
 from inferd.errors import SpecError
+from inferd.spec.decide import PYTHON_ACTION_TIMEOUT_S
 from inferd.spec.environment import Environment
 from inferd.store.records import DELIVERED, FAILED, StoredAction
 from inferd.store.schema import dumps
@@ -190,13 +191,10 @@ class Deliverer:
             return Outcome(FAILED, str(exc))
         except Exception as exc:
             return Outcome(RETRY, f"importing {entry!r} raised {type(exc).__name__}: {exc}")
-        timeout_s = setting(action.target, "timeout_s", math.inf)
+        timeout_s = setting(action.target, "timeout_s", PYTHON_ACTION_TIMEOUT_S)
         call = loop.run_in_executor(self._executor, function, action.event)
         try:
-            if math.isfinite(timeout_s):
-                await asyncio.wait_for(call, timeout_s)
-            else:
-                await call
+            await asyncio.wait_for(call, timeout_s)
         except TimeoutError:
             return Outcome(RETRY, f"{entry} did not return within {timeout_s:g} s")
         except Exception as exc:

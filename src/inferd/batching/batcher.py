@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from inferd.batching.pending import ItemT, Pending, ResultT
 from inferd.batching.running import WARMUP_BATCHES
-from inferd.batching.workers import WorkerThreads
+from inferd.batching.watchdog import Watchdog
 from inferd.errors import DeadlineExceededError, ModelNotReadyError, OverloadedError
 
 logger = logging.getLogger("inferd.batching")
@@ -33,7 +33,7 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class Batcher(WorkerThreads[ItemT, ResultT]):
+class Batcher(Watchdog[ItemT, ResultT]):
     """Groups items submitted on one event loop into batches run by ``run_batch`` in threads
     (or inline on the loop, for a model measured to be cheap: see `running.py`)."""
 
@@ -49,6 +49,8 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
         name: str = "",
         inline_below_ms: float = 0.5,
         weigh: Callable[[ItemT], float] | None = None,
+        batch_timeout_s: float | None = None,
+        on_hung: Callable[[], None] | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
@@ -68,6 +70,11 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
         self._queue: deque[Pending[ItemT, ResultT]] = deque()
         self._lock = threading.Lock()  # taking items: the loop and the workers both do
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix=f"inferd-{self._name}")
+        self._in_workers = {}
+        self._batch_timeout_s = batch_timeout_s
+        self._on_hung = on_hung
+        self.hung = False
+        """A batch ran past `batch_timeout_s`: this batcher takes nothing more."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the scheduler sleeps on this
@@ -100,6 +107,7 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
         self._loop = asyncio.get_running_loop()
         self._accepting = True
         self._task = self._loop.create_task(self._schedule(), name=f"inferd-{self._name}")
+        self._watch_batches()
 
     async def submit(self, item: ItemT, deadline: float | None = None) -> tuple[ResultT, float]:
         """Run ``item`` in some batch; return its result and the seconds it waited in the queue.
@@ -109,6 +117,8 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
         loop = self._loop
         if loop is None or not self._accepting:
             state = "stopping" if self._stopping else "not started"
+            if self.hung:
+                state = "it hung on a batch and is being restarted"
             raise ModelNotReadyError(
                 f"{self._name} is not accepting requests ({state}); retry once the model is loaded"
             )
@@ -144,9 +154,15 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
                 timer.cancel()
 
     async def stop(self, drain: bool = True) -> None:
-        """Stop accepting; run (``drain``) or fail the queued items; wait for running batches."""
+        """Stop accepting; run (``drain``) or fail the queued items; wait for running batches
+        (not for a hung one: its thread is left behind)."""
         self._accepting = False
         self._stopping = True
+        if self.hung:
+            if self._task is not None:
+                self._task.cancel()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            return
         if not drain:
             self._fail_queued(f"{self._name} was stopped before this request ran; retry it")
         self._wake()
@@ -217,5 +233,5 @@ class Batcher(WorkerThreads[ItemT, ResultT]):
             self._running -= 1
             self._answer(batch, now, outcome, seconds)
             return True
-        self._executor.submit(self._work, batch, now)
+        self._hand_to_worker(batch, now)
         return False

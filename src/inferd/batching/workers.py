@@ -24,6 +24,8 @@ class WorkerThreads(BatchRunner[ItemT, ResultT]):
     annotated here)."""
 
     _executor: ThreadPoolExecutor
+    _in_workers: dict[int, tuple[list[Pending[ItemT, ResultT]], float]]
+    """The batches running in workers now (by id), with when each started: the watchdog's."""
     _loop: asyncio.AbstractEventLoop | None
     _delay_s: float
     _stopping: bool
@@ -33,6 +35,10 @@ class WorkerThreads(BatchRunner[ItemT, ResultT]):
 
         def _wake(self) -> None:
             """Wake the scheduling task (`Batcher._wake`)."""
+
+    def _hand_to_worker(self, batch: list[Pending[ItemT, ResultT]], started: float) -> None:
+        self._in_workers[id(batch)] = (batch, started)
+        self._executor.submit(self._work, batch, started)
 
     def _work(self, batch: list[Pending[ItemT, ResultT]], started: float) -> None:
         """A worker thread: run the batch, and while more items are ready take the next batch
@@ -77,7 +83,9 @@ class WorkerThreads(BatchRunner[ItemT, ResultT]):
         taken_at: float,
     ) -> None:
         """On the loop: a worker finished a batch (and maybe took the next one itself)."""
+        self._in_workers.pop(id(batch), None)
         if following:
+            self._in_workers[id(following)] = (following, taken_at)
             self._count_batch(len(following))
         else:
             self._running -= 1

@@ -19,7 +19,7 @@ from inferd.cli.common import (
     _store_url,
     parse_size,
 )
-from inferd.http.limits import HttpLimits
+from inferd.http.limits import DRAIN_S, HttpLimits
 
 _LIMIT_FLAGS = {
     "max_connections": "--max-connections",
@@ -79,6 +79,13 @@ def serve(
         float,
         typer.Option(help="Seconds from a request's headers to the end of its body (408)."),
     ] = HttpLimits.body_timeout_s,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            help="On SIGTERM/SIGINT, seconds to finish what is in flight (requests, then the "
+            "models' queues) before exiting anyway."
+        ),
+    ] = DRAIN_S,
     keep_alive_timeout: Annotated[
         float, typer.Option(help="Seconds an idle keep-alive connection is kept open.")
     ] = HttpLimits.keep_alive_s,
@@ -170,6 +177,8 @@ def serve(
     except ValueError as error:
         field, _, complaint = str(error).partition(" ")
         raise _fail(f"{_LIMIT_FLAGS.get(field, field)} {complaint}") from None
+    if not (drain_seconds >= 0 and math.isfinite(drain_seconds)):
+        raise _fail(f"--drain-seconds must be 0 or more; got {drain_seconds}")
     if retention_days <= 0:
         raise _fail("--retention-days must be positive")
     for flag, value in (
@@ -220,8 +229,29 @@ def serve(
         shutdown=application.shutdown,
         limits=limits,
         admit=application.admit,
+        drain_s=drain_seconds,
     )
     try:
         service.run(host, port)
     except (ListenError, StartupError) as error:
         raise _fail(str(error)) from None
+    exit_without_stuck_threads()
+
+
+def exit_without_stuck_threads() -> None:
+    """Exit now if a thread is still running after the drain (a hung model's batch): Python
+    would otherwise wait for it at exit, and SIGTERM would never end the server."""
+    import os
+    import threading
+
+    stuck = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
+    ]
+    if stuck:
+        logging.getLogger("inferd.server").error(
+            "exiting with %d thread(s) still running: %s", len(stuck), ", ".join(stuck)
+        )
+        logging.shutdown()
+        os._exit(0)

@@ -113,7 +113,7 @@ async def serve_lifespan(
     receive: Receive,
     send: Send,
     startup: Callable[[], Awaitable[None]],
-    shutdown: Callable[[], Awaitable[None]],
+    shutdown: Callable[[], Awaitable[object]],
 ) -> None:
     """The ASGI lifespan protocol: load models before serving, drain them at the end."""
     while True:

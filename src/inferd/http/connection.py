@@ -341,6 +341,15 @@ class Connection(ResponseWriter):
         except Exception:  # the handler renders every error; this is a bug in writing
             logger.exception("failed to answer %s %s", request.method, request.path)
             request.keep_alive = False
+        except asyncio.CancelledError:
+            if request.disconnected or not self._service.stopping:
+                raise
+            # The drain's time ran out: the client is told so, not left with a closed socket.
+            request.keep_alive = False
+            self._send_refusal(
+                _Refusal(503, "the server stopped before this request finished; retry it"),
+                {"retry-after": "1"},
+            )
         finally:
             self._current = None
             self._task = None

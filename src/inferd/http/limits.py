@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DRAIN_S = 20.0
+"""On a stop signal, what is in flight gets this long to finish (`--drain-seconds`): the
+requests, then the models' queues; then the server exits whatever still runs."""
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,12 @@ from collections.abc import Awaitable, Callable
 from inferd.errors import ListenError, StartupError
 from inferd.eventloop import loop_factory
 from inferd.http.connection import Admit, Connection
-from inferd.http.limits import HttpLimits
+from inferd.http.limits import DRAIN_S, HttpLimits
 from inferd.http.messages import Handler
 from inferd.http.writing import Clock
 
 logger = logging.getLogger("inferd.server")
 
-GRACE_S = 10.0
-"""On a stop signal, in-flight requests get this long to finish before they are cancelled."""
 TICK_S = 1.0
 """How often idle and stalled connections are looked for."""
 
@@ -47,9 +45,10 @@ class HttpService:
         handler: Handler,
         *,
         startup: Callable[[], Awaitable[None]],
-        shutdown: Callable[[], Awaitable[None]],
+        shutdown: Callable[[float | None], Awaitable[bool]],
         limits: HttpLimits,
         admit: Admit | None = None,
+        drain_s: float = DRAIN_S,
     ) -> None:
         self.handler = handler
         self.admit = admit
@@ -57,6 +56,9 @@ class HttpService:
         self._startup = startup
         self._shutdown = shutdown
         self.limits = limits
+        self.drain_s = drain_s
+        self.abandoned = False
+        """The drain ran out of time: work was still running when the server stopped."""
         self.connections: set[Connection] = set()
         self.clock = Clock()
         self.stopping = False
@@ -96,6 +98,7 @@ class HttpService:
         except Exception as error:
             logger.exception("start-up failed")
             raise StartupError(f"start-up failed: {error}") from error
+        drain_until: float | None = None
         try:
             server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=2048)
             host, port = sock.getsockname()[:2]
@@ -104,9 +107,19 @@ class HttpService:
             self.serving.set()
             await self._stop.wait()
             ticker.cancel()
-            await self._drain(server)
+            drain_until = loop.time() + self.drain_s
+            await self._drain(server, drain_until)
         finally:
-            await self._shutdown()
+            await self._shut_down_by(drain_until)
+
+    async def _shut_down_by(self, deadline: float | None) -> None:
+        """Shut down: the models' queues drain within what is left of the drain's time (when
+        stopping); `shutdown` says False when they did not."""
+        within = (
+            None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+        )
+        if not await self._shutdown(within):
+            self.abandoned = True
 
     def stop(self) -> None:
         """Begin a graceful stop (what SIGINT/SIGTERM do); a second call hurries it."""
@@ -126,12 +139,11 @@ class HttpService:
             for connection in list(self.connections):
                 connection.tick(now)
 
-    async def _drain(self, server: asyncio.Server) -> None:
+    async def _drain(self, server: asyncio.Server, deadline: float) -> None:
         """Stop listening, close idle connections, let the busy ones finish (or cancel them
-        after GRACE_S); then the models can be drained."""
+        at the deadline); then the models can be drained."""
         server.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + GRACE_S
         while self.connections and loop.time() < deadline:
             for connection in list(self.connections):
                 connection.stop_if_idle()

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from inferd.spec.base import _inside_model_folder, _Strict
 
 _DECISION_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+PYTHON_ACTION_TIMEOUT_S = 30.0
 
 
 class WebhookAction(_Strict):
@@ -47,6 +48,8 @@ class PythonAction(_Strict):
     type: Literal["python"]
     entry: str
     """"file.py:function", the file relative to the model folder."""
+    timeout_s: float = Field(default=PYTHON_ACTION_TIMEOUT_S, gt=0, le=3600)
+    """A call that has not returned by then is retried later (its thread is left behind)."""
 
     @field_validator("entry")
     @classmethod

@@ -33,6 +33,9 @@ class RuntimeSpec(_Strict):
     CPU's on a sample batch."""
     instances: int = Field(default=1, ge=1)
     """Batches that may run at once (worker threads for this model version)."""
+    batch_timeout_s: float | None = Field(default=30.0, gt=0)
+    """A batch running longer is a hung model: its requests get 504, the model is marked
+    not ready and restarted in the background (null: never)."""
 
 
 class PythonSpec(_Strict):

@@ -17,6 +17,9 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLA
 from inferd.store import schema
 from inferd.store.store import Store, insert_ignore
 
+STATEMENT_TIMEOUT_MS = 30_000
+"""PostgreSQL cancels a statement running longer (a lock held elsewhere, say); SQLite's
+busy_timeout bounds its waits the same way."""
 SUPPORTED_URLS = "sqlite:///path/to/inferd.db or postgresql://user:password@host:port/database"
 _SQLITE_DRIVERS = ("sqlite", "sqlite+pysqlite")
 _POSTGRES_DRIVERS = ("postgresql", "postgres", "postgresql+psycopg")
@@ -75,7 +78,11 @@ def _create_engine(url: str) -> tuple[Engine, str]:
                 f"the store URL {shown!r} needs the PostgreSQL driver: "
                 "pip install 'inferd[postgres]'"
             ) from None
-        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = 10
+        if "options" not in parsed.query:  # a statement that hangs fails instead of the server
+            connect_args["options"] = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
         engine = create_engine(
             parsed.set(drivername="postgresql+psycopg"),
             pool_pre_ping=True,  # a restarted server's dead connections are replaced

@@ -16,7 +16,7 @@ import pytest
 import inferd
 from inferd.actions import TRUST_CODE_NEEDED
 from inferd.actions.delivery import Deliverer, Outcome
-from inferd.spec import Environment
+from inferd.spec import Environment, PythonAction
 from inferd.store import ActionRecord, Store, StoredAction, StoreWriter
 from tests.support.webhook import Receiver, Reply
 from tests.unit.actions.conftest import (
@@ -319,6 +319,12 @@ ACTIONS_PY = textwrap.dedent(
         if count == 0:
             raise ConnectionError("the ticket system is down")
         record(event)
+
+
+    def hang(event):
+        import time
+
+        time.sleep(3)
     """
 )
 
@@ -370,6 +376,22 @@ async def test_a_python_action_runs_with_trust_code(
     assert "ConnectionError: the ticket system is down" in (actions["k3"].last_error or "")
     assert [e["key"] for e in _received(model_folder)] == ["k1", "k2", "k3"]
     assert Counter(o for _, _, o in await counted(outcomes, 4)) == {"delivered": 3, "retry": 1}
+
+
+async def test_a_python_action_that_hangs_is_retried_after_its_timeout(
+    store: Store, dispatcher: MakeDispatcher, model_folder: Path
+) -> None:
+    d = await dispatcher(trust_code=True)
+    enqueue(
+        store,
+        d,
+        _python_action("k1", model_folder, "hooks/actions.py:hang", timeout_s=0.2, **FAST),
+        _python_action("k2", model_folder, "hooks/actions.py:record"),
+    )
+    k1 = (await until(store, lambda found: "k1" in found and found["k1"].attempts >= 1))["k1"]
+    assert k1.state == "pending"
+    assert "hooks/actions.py:hang did not return within 0.2 s" in (k1.last_error or "")
+    assert PythonAction(type="python", entry="a.py:f").timeout_s == 30.0  # never unbounded
 
 
 async def test_a_python_action_fails_without_trust_code(

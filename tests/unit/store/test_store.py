@@ -339,3 +339,12 @@ def test_postgres_scheme_aliases(postgres_url: str) -> None:
             assert store.pending_models() == ["m"]
         finally:
             store.close()
+
+
+def test_postgres_statements_time_out(postgres_url: str) -> None:
+    store = open_store(fresh_database(postgres_url))
+    try:
+        with store._engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "30s"
+    finally:
+        store.close()
