@@ -106,10 +106,13 @@ class DataPlane:
         return True
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether it answers now; a version it never had is a 404, not "not ready"."""
         entry = self.repository.entry(name)
         if version:
-            found = entry.versions.get(int(version)) if version.isdigit() else None
-            return found is not None and found.ready
+            try:
+                return self.repository.get(name, version).ready
+            except ModelNotReadyError:
+                return False
         latest = entry.latest
         return latest is not None and latest.ready
 

@@ -201,8 +201,10 @@ async def test_model_ready_by_version(root: Path) -> None:
         assert plane.model_ready("iris") is True
         assert plane.model_ready("iris", "2") is True
         assert plane.model_ready("iris", "10") is True
-        assert plane.model_ready("iris", "3") is False
-        assert plane.model_ready("iris", "latest") is False
+        with pytest.raises(NotFoundError, match="model 'iris' has no version 3"):
+            plane.model_ready("iris", "3")  # a version it never had is not "not ready"
+        with pytest.raises(NotFoundError, match="model version must be a number"):
+            plane.model_ready("iris", "latest")
         with pytest.raises(NotFoundError, match="unknown model 'ghost'"):
             plane.model_ready("ghost")
     finally:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from inferd.api.common import client_request_id, error_response, json_response, new_request_id
 from inferd.api.openai import OpenAIRoutes
+from inferd.api.openapi import openapi_document
 from inferd.api.v1 import V1Routes
 from inferd.api.v2 import V2Routes
 from inferd.api.v2_generate import V2GenerateRoutes
@@ -48,6 +49,7 @@ class Api:
         if tracing is not None:
             self.handle = self._traced  # type: ignore[method-assign]
         self.api_key = api_key
+        self.dataplane = dataplane
         self.router = self._routes(
             V2Routes(dataplane, max_body_bytes),
             V1Routes(dataplane, max_body_bytes),
@@ -79,6 +81,7 @@ class Api:
         router.add("/v2", v2.server_metadata)
         router.add("/v2/repository/index", v2.index, ("GET", "POST"))
         router.add("/metrics", self.prometheus)
+        router.add("/openapi.json", self.openapi)
         return router
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
@@ -140,6 +143,10 @@ class Api:
                 "missing or wrong API key; send it as 'Authorization: Bearer <key>' "
                 "or 'X-API-Key: <key>'"
             )
+
+    async def openapi(self, request: HttpRequest) -> HttpResponse:
+        models = sorted(entry.name for entry in self.dataplane.entries())
+        return json_response(openapi_document(models))
 
     async def prometheus(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(self.metrics.render(), content_type="text/plain; version=0.0.4")

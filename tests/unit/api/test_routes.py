@@ -141,7 +141,8 @@ async def test_model_metadata_and_readiness_routes(client: httpx.AsyncClient) ->
         ready = await client.get(path)
         assert (ready.status_code, ready.json()) == (200, {"name": "iris", "ready": True})
     missing = await client.get("/v2/models/iris/versions/4/ready")
-    assert (missing.status_code, missing.json()) == (503, {"name": "iris", "ready": False})
+    assert missing.status_code == 404
+    assert "model 'iris' has no version 4" in missing.json()["error"]
 
 
 async def test_repository_index_takes_get_and_post(client: httpx.AsyncClient) -> None:
