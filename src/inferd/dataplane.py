@@ -30,7 +30,7 @@ from inferd.monitor.feedback import TruthCheck, truth_check
 from inferd.monitor.metrics import Metrics
 from inferd.monitor.report import report_from_store
 from inferd.pipeline import Answer, ItemResult, Recorder, Request
-from inferd.repository import ModelEntry, ModelRepository, ModelVersion
+from inferd.repository import ModelEntry, ModelRepository, ModelVersion, version_numbers
 from inferd.stages import Item
 
 if TYPE_CHECKING:
@@ -106,13 +106,15 @@ class DataPlane:
         return True
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        """Whether it answers now; a version it never had is a 404, not "not ready"."""
+        """Whether it answers now; a version it does not have (in its folder) is a 404,
+        not "not ready"."""
         entry = self.repository.entry(name)
         if version:
-            try:
-                return self.repository.get(name, version).ready
-            except ModelNotReadyError:
-                return False
+            if version.isdigit() and int(version) in version_numbers(entry.path):
+                found = entry.versions.get(int(version))
+                return found is not None and found.ready
+            self.repository.get(name, version)  # says why it is not there
+            return False
         latest = entry.latest
         return latest is not None and latest.ready
 
