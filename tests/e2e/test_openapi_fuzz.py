@@ -61,6 +61,8 @@ def test_no_input_is_a_server_error(api_schema: Any) -> None:
             )
             def call(case: Any) -> None:
                 response = case.call(timeout=60)
+                if _not_ready(response):  # a readiness answer, not a failure
+                    return
                 if response.status_code >= 500 or (
                     response.status_code >= 400 and not _says_what_is_wrong(response)
                 ):
@@ -74,6 +76,13 @@ def test_no_input_is_a_server_error(api_schema: Any) -> None:
             except Unsatisfiable:  # nothing to get wrong: no parameters and no body
                 assert mode is GenerationMode.NEGATIVE
     assert not failures, "\n".join(failures[:20])
+
+
+def _not_ready(response: Any) -> bool:
+    try:
+        return response.status_code == 503 and response.json().get("ready") is False
+    except ValueError:
+        return False
 
 
 def _says_what_is_wrong(response: Any) -> bool:
