@@ -8,9 +8,10 @@ described as the routes check them; every refusal is a JSON `{"error": "..."}`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from inferd import __version__
+from inferd.datatypes import Datatype
 
 JSON = "application/json"
 
@@ -33,24 +34,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string"},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {
-                "type": "string",
-                "enum": [
-                    "BOOL",
-                    "UINT8",
-                    "UINT16",
-                    "UINT32",
-                    "UINT64",
-                    "INT8",
-                    "INT16",
-                    "INT32",
-                    "INT64",
-                    "FP16",
-                    "FP32",
-                    "FP64",
-                    "BYTES",
-                ],
-            },
+            "datatype": {"type": "string", "enum": list(get_args(Datatype))},
             "parameters": {"$ref": "#/components/schemas/Parameters"},
             "data": {"type": "array"},
         },

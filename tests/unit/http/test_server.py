@@ -439,20 +439,26 @@ async def test_connections_over_the_limit_are_answered_503_and_closed() -> None:
         assert split_responses(data)[0][0] == 200
 
 
+async def flood(port: int, head: bytes, piece: bytes, times: int) -> bytes:
+    """Send `head`, then `piece` over and over until the server stops reading; its answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
+    for _ in range(times):
+        writer.write(piece)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            break
+        await asyncio.sleep(0)
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return data
+
+
 async def test_a_header_line_that_never_ends_is_refused_before_it_is_buffered() -> None:
-    recorder = Recorder()
-    async with serving(recorder) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nX-Endless: ")
-        for _ in range(40):  # 40 x 4 KiB, never ending the line
-            writer.write(b"a" * 4096)
-            try:
-                await writer.drain()
-            except ConnectionError:
-                break
-            await asyncio.sleep(0)
-        data = await asyncio.wait_for(reader.read(), 5)
-        writer.close()
+    async with serving(Recorder()) as (_, port):
+        # 40 x 4 KiB, never ending the line
+        data = await flood(port, b"GET / HTTP/1.1\r\nX-Endless: ", b"a" * 4096, 40)
     [(status, _, body)] = split_responses(data)
     assert status == 431
     assert f"over {HttpLimits.max_header_bytes} bytes" in json.loads(body)["error"]
@@ -461,17 +467,9 @@ async def test_a_header_line_that_never_ends_is_refused_before_it_is_buffered() 
 async def test_endless_chunk_extensions_are_refused() -> None:
     recorder = Recorder()
     async with serving(recorder) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for _ in range(200):  # 1-byte chunks, each with a 4 KiB extension
-            writer.write(b"1;e=" + b"x" * 4096 + b"\r\nz\r\n")
-            try:
-                await writer.drain()
-            except ConnectionError:
-                break
-            await asyncio.sleep(0)
-        data = await asyncio.wait_for(reader.read(), 5)
-        writer.close()
+        head = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        # 1-byte chunks, each with a 4 KiB extension
+        data = await flood(port, head, b"1;e=" + b"x" * 4096 + b"\r\nz\r\n", 200)
     [(status, _, body)] = split_responses(data)
     assert status == 400
     assert "framing" in json.loads(body)["error"]
