@@ -27,8 +27,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.webhook import LoopbackServer
 
 KEY_HEADER = "idempotency-key"
 HOLD_LIMIT_S = 30.0  # a held response is let go after this long even without release()
@@ -48,7 +50,7 @@ class Delivery:
     outcome: str  # "applied" | "replayed" | "conflict" | "no-key"
 
 
-class IdempotentReceiver:
+class IdempotentReceiver(LoopbackServer):
     def __init__(self, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
@@ -58,26 +60,10 @@ class IdempotentReceiver:
         self._held: Delivery | None = None
         self._held_event = threading.Event()
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(port, self._handler())
 
-    # -- lifetime ----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
+    def _unblock(self) -> None:
         self._release.set()
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(10)
-        self._server.server_close()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
 
     # -- the crash window ---------------------------------------------------------------------
 

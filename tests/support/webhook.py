@@ -36,14 +36,11 @@ class Received:
         return self.headers["idempotency-key"]
 
 
-class Receiver:
-    def __init__(self, port: int = 0) -> None:
-        self.requests: list[Received] = []
-        self._replies: dict[str, deque[Reply]] = defaultdict(deque)
-        self._defaults: dict[str, Reply] = {}
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 in a thread: what the test receivers share."""
+
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -53,14 +50,30 @@ class Receiver:
         self._thread.start()
 
     def stop(self) -> None:
-        self._closing.set()  # hanging replies give up
+        self._unblock()
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join(10)
         self._server.server_close()
 
+    def _unblock(self) -> None:
+        """Let go of replies held back on purpose, so the server can stop."""
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+
+class Receiver(LoopbackServer):
+    def __init__(self, port: int = 0) -> None:
+        self.requests: list[Received] = []
+        self._replies: dict[str, deque[Reply]] = defaultdict(deque)
+        self._defaults: dict[str, Reply] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        super().__init__(port, self._handler())
+
+    def _unblock(self) -> None:
+        self._closing.set()  # hanging replies give up
 
     def reply(self, path: str, *replies: Reply, then: Reply | None = None) -> None:
         """Answer the next requests to ``path`` with ``replies``, then with ``then``."""
