@@ -7,6 +7,8 @@ deterministically, and tests assert batch compositions and orderings, not durati
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import threading
 import time
@@ -667,3 +669,44 @@ async def test_a_batch_past_its_timeout_is_a_504_and_the_batcher_takes_no_more(
         await b.submit(3)
     await asyncio.wait_for(b.stop(), 1)  # does not wait for the stuck thread
     release.set()
+
+
+async def test_failed_items_leave_no_reference_cycles(make: MakeBatcher) -> None:
+    """Each item that fails (here, past its deadline) must be freed by reference counting:
+    the server runs with a lazy collector (gc.freeze, high thresholds), so a cycle per failed
+    request grew its memory by hundreds of MiB under overload."""
+
+    def slow(items: list[int]) -> list[int]:
+        time.sleep(0.002)
+        return items
+
+    b = await make(slow, inline_below_ms=0, max_queue=1000)
+
+    async def expires(i: int) -> None:
+        with contextlib.suppress(DeadlineExceededError, OverloadedError):
+            await b.submit(i, time.monotonic() + 0.0005)
+
+    gc.collect()
+    gc.disable()
+    try:
+        await gather(*(expires(i) for i in range(300)))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+async def test_a_request_the_queue_cannot_serve_in_time_is_refused_at_once(
+    make: MakeBatcher,
+) -> None:
+    def slow(items: list[int]) -> list[int]:
+        time.sleep(0.02)
+        return items
+
+    b = await make(slow, inline_below_ms=0, max_batch_size=1)
+    await gather(*(b.submit(i) for i in range(3)))  # timed: ~20 ms a batch
+    queued = [asyncio.create_task(b.submit(i)) for i in range(10)]  # ~200 ms of work ahead
+    await asyncio.sleep(0)
+    with pytest.raises(OverloadedError, match="queued ahead of this request, past its deadline"):
+        await b.submit(99, time.monotonic() + 0.05)
+    assert (await b.submit(100, time.monotonic() + 5))[0] == 100  # time enough: taken
+    await gather(*queued)

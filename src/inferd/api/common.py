@@ -7,7 +7,6 @@ import itertools
 import math
 import os
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -61,7 +60,8 @@ def error_response(error: InferdError, request_id: str) -> HttpResponse:
 
 def deadline(request: HttpRequest, parameters: dict[str, Any] | None) -> float | None:
     """time.monotonic() by which the request must have run: from a `timeout_ms` parameter
-    or the Inferd-Timeout-Ms header; None when neither is given."""
+    or the Inferd-Timeout-Ms header, counted from when the request arrived (reading and
+    decoding it are part of its time); None when neither is given."""
     raw: Any = (parameters or {}).get("timeout_ms", request.headers.get(TIMEOUT_HEADER))
     if raw is None:
         return None
@@ -71,7 +71,7 @@ def deadline(request: HttpRequest, parameters: dict[str, Any] | None) -> float |
         raise BadRequestError(f"timeout_ms must be a number of milliseconds; got {raw!r}") from None
     if not math.isfinite(milliseconds) or milliseconds <= 0:
         raise BadRequestError(f"timeout_ms must be positive; got {raw!r}")
-    return time.monotonic() + milliseconds / 1000.0
+    return request.arrived + milliseconds / 1000.0
 
 
 async def unless_disconnected(request: HttpRequest, work: Awaitable[T]) -> T:

@@ -135,6 +135,15 @@ class Batcher(Watchdog[ItemT, ResultT]):
                 f"{self._name}: the request's deadline had already passed when it arrived; "
                 "send it with a later deadline"
             )
+        if deadline is not None and self._timed and now + self._expected_wait_s() > deadline:
+            # It would only expire in the queue or be run for nothing: refuse it now, cheaply.
+            raise OverloadedError(
+                f"{self._name}: about {self._expected_wait_s() * 1000:.0f} ms of work is "
+                f"queued ahead of this request, past its deadline "
+                f"({(deadline - now) * 1000:.0f} ms left); retry later or allow a longer "
+                "deadline",
+                retry_after_s=self._retry_after(),
+            )
         future: asyncio.Future[tuple[ResultT, float]] = loop.create_future()
         units = 1.0 if self._weigh is None else max(1.0, self._weigh(item))
         pending = Pending(item, now, deadline, future, units)
@@ -152,6 +161,9 @@ class Batcher(Watchdog[ItemT, ResultT]):
         finally:
             if timer is not None:
                 timer.cancel()
+            # A failed future holds its exception, whose traceback holds this frame: let go
+            # of the future, or each failed item is a cycle only a full collection frees.
+            del future, pending
 
     async def stop(self, drain: bool = True) -> None:
         """Stop accepting; run (``drain``) or fail the queued items; wait for running batches

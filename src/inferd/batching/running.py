@@ -121,9 +121,14 @@ class BatchRunner(PendingQueue[ItemT, ResultT]):
                 error.__cause__ = cause
                 pending.future.set_exception(error)
 
+    def _expected_wait_s(self) -> float:
+        """Seconds an item queued now would likely take to be answered: the batches ahead
+        of it and its own, at the recent batch time (0 before any batch was timed)."""
+        batches_ahead = len(self._queue) / self._max_batch + 1
+        return batches_ahead * self._batch_s / self._workers
+
     def _retry_after(self) -> float:
-        """Seconds until the queue has likely room: batches ahead x recent batch time."""
+        """Seconds until the queue has likely room."""
         if not self._timed:
             return 1.0
-        batches_ahead = len(self._queue) / self._max_batch + 1
-        return min(60.0, max(0.1, batches_ahead * self._batch_s / self._workers))
+        return min(60.0, max(0.1, self._expected_wait_s()))

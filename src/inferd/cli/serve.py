@@ -69,7 +69,7 @@ def serve(
         str, typer.Option(help="Largest request line and headers together (431 beyond).")
     ] = "64KiB",
     max_connections: Annotated[
-        int, typer.Option(help="Client connections open at once (503 beyond).")
+        int, typer.Option(help="Client connections open at once (429 beyond).")
     ] = HttpLimits.max_connections,
     header_timeout: Annotated[
         float,

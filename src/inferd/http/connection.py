@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
@@ -79,9 +80,10 @@ class _Request(AnsweredRequest):
         body: bytes,
         connection: Connection,
         keep_alive: bool,
-        query: str = "",
+        query: str,
+        arrived: float,
     ) -> None:
-        super().__init__(method, path, query)
+        super().__init__(method, path, query, arrived)
         self._headers = headers
         self._body = body
         self._connection = connection
@@ -124,6 +126,7 @@ class Connection(ResponseWriter):
         self.last_active = self._loop.time()
         # the message being parsed
         self._receiving = False
+        self._arrived = 0.0
         self._deadline = 0.0
         self._headers_done = False
         self._raw_bytes = 0
@@ -141,8 +144,8 @@ class Connection(ResponseWriter):
         limit = self._service.limits.max_connections
         if len(self._service.connections) >= limit:
             self._reading_done = True
-            self._send_refusal(
-                _Refusal(503, f"the server has its limit of {limit} connections open; retry"),
+            self._send_refusal(  # overload, like a full queue: the client may retry soon
+                _Refusal(429, f"the server has its limit of {limit} connections open; retry soon"),
                 {"retry-after": "1"},
             )
             return
@@ -222,6 +225,7 @@ class Connection(ResponseWriter):
 
     def on_message_begin(self) -> None:
         self._receiving = True
+        self._arrived = time.monotonic()
         self._deadline = self._loop.time() + self._service.limits.header_timeout_s
         self._headers_done = False
         self._raw_bytes = 0
@@ -306,6 +310,7 @@ class Connection(ResponseWriter):
             and not self._service.stopping
             and not parser.should_upgrade(),  # the bytes after it are not HTTP/1.1
             raw_query.decode("latin-1"),
+            self._arrived,
         )
         if self._task is None:
             self._start(request)

@@ -20,7 +20,7 @@ requests, then the models' queues; then the server exits whatever still runs."""
 @dataclass(frozen=True)
 class HttpLimits:
     max_connections: int = 1000
-    """Open client connections at once; one more is answered 503 and closed."""
+    """Open client connections at once; one more is answered 429 and closed."""
     max_header_bytes: int = 64 * 1024
     """A request's URL and headers together."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES

@@ -9,6 +9,7 @@ get back in their own way. Nothing here knows about models or about a particular
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,9 +21,13 @@ from inferd.errors import BadRequestError, PayloadTooLargeError
 class HttpRequest(ABC):
     """One request: method, path, route parameters, headers (lower-case names) and the body."""
 
-    __slots__ = ("disconnected", "id", "method", "params", "path", "query")
+    __slots__ = ("arrived", "disconnected", "id", "method", "params", "path", "query")
 
-    def __init__(self, method: str, path: str, query: str = "") -> None:
+    def __init__(
+        self, method: str, path: str, query: str = "", arrived: float | None = None
+    ) -> None:
+        self.arrived = time.monotonic() if arrived is None else arrived
+        """time.monotonic() when its first byte arrived: a deadline counts from here."""
         self.method = method
         self.path = path
         self.query = query

@@ -423,13 +423,13 @@ async def test_a_connection_that_sends_only_blank_lines_is_closed_when_idle(
         writer.close()
 
 
-async def test_connections_over_the_limit_are_answered_503_and_closed() -> None:
+async def test_connections_over_the_limit_are_answered_429_and_closed() -> None:
     async with serving(Recorder(), max_connections=2) as (service, port):
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         await until(lambda: len(service.connections) == 2)
         data = await exchange(port, b"GET /x HTTP/1.1\r\n\r\n")
         [(status, headers, body)] = split_responses(data)
-        assert status == 503
+        assert status == 429
         assert headers["retry-after"] == "1"
         assert "limit of 2 connections" in json.loads(body)["error"]
         for _, writer in held:
