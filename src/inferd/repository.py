@@ -74,6 +74,11 @@ class ModelVersion:
     def ready(self) -> bool:
         return self.serving
 
+    def admit(self, deadline: float | None) -> None:
+        """Refuse now (429/503) a request its batcher could not serve in time."""
+        if self.batcher is not None:
+            self.batcher.admit(deadline)
+
     @property
     def inputs(self) -> list[TensorSpec]:
         """The wire inputs (per item when batched); a generation model takes text."""
@@ -134,6 +139,9 @@ class CascadeVersion(ModelVersion):
     @property
     def ready(self) -> bool:
         return self.serving and self.first.ready and self.then.ready
+
+    def admit(self, deadline: float | None) -> None:
+        self.first.admit(deadline)  # every item goes through the first member
 
     @property
     def submit(self) -> Submit:

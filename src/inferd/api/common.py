@@ -95,15 +95,25 @@ async def collect(deltas: AsyncIterator[Delta]) -> tuple[str, Delta]:
     return "".join(parts), last
 
 
-def predictive_model(dataplane: DataPlane, name: str, version: str | None) -> ModelVersion:
-    """The model an inference request goes to (checked before its body is decoded); a
-    generation model is a 400 that names the routes it does answer."""
+def predictive_model(
+    dataplane: DataPlane, name: str, version: str | None, request: HttpRequest | None = None
+) -> ModelVersion:
+    """The model an inference request goes to, checked before its body is read and decoded:
+    a generation model is a 400 that names the routes it does answer, and a `request` its
+    model cannot take now (a full queue, a header deadline it cannot meet) is refused at
+    once, the cheapest way out under overload."""
     model = dataplane.model(name, version)
     if model.pipeline is None:
         raise BadRequestError(
             f"model {name!r} generates text: use POST /v1/completions, "
             f"/v1/chat/completions or /v2/models/{name}/generate"
         )
+    if request is not None:
+        try:  # the header's deadline: a body parameter may override it, checked later
+            early = deadline(request, None)
+        except BadRequestError:
+            early = None
+        model.admit(early)
     return model
 
 

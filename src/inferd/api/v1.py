@@ -61,7 +61,7 @@ class V1Routes:
     async def predict(self, request: HttpRequest) -> HttpResponse:
         params = request.params
         name, version = params["model"], params.get("version")
-        predictive_model(self.dataplane, name, version)
+        predictive_model(self.dataplane, name, version, request)
         body = json_loads(await request.body(self.max_body_bytes))
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise BadRequestError('the body must be a JSON object {"instances": [...]}')

@@ -192,7 +192,7 @@ class V2Routes:
     async def infer(self, request: HttpRequest) -> HttpResponse:
         params = request.params
         name, version = params["model"], params.get("version")
-        predictive_model(self.dataplane, name, version)
+        predictive_model(self.dataplane, name, version, request)
         body = await request.body(self.max_body_bytes)
         header = request.headers.get(HEADER_CONTENT_LENGTH)
         if header is not None and not header.isdigit():

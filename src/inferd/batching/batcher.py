@@ -27,6 +27,10 @@ logger = logging.getLogger("inferd.batching")
 
 __all__ = ["Batcher"]
 
+ADMISSION_MARGIN = 1.25
+"""The queue's expected wait is stretched by this before it is held against a deadline: the
+estimate is a recent average, and an item admitted just in time would often be late."""
+
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
@@ -109,41 +113,51 @@ class Batcher(Watchdog[ItemT, ResultT]):
         self._task = self._loop.create_task(self._schedule(), name=f"inferd-{self._name}")
         self._watch_batches()
 
-    async def submit(self, item: ItemT, deadline: float | None = None) -> tuple[ResultT, float]:
-        """Run ``item`` in some batch; return its result and the seconds it waited in the queue.
-
-        ``deadline`` is an absolute ``time.monotonic()`` value.
-        """
-        loop = self._loop
-        if loop is None or not self._accepting:
+    def admit(self, deadline: float | None = None) -> float:
+        """Refuse at once what cannot be served: the batcher is not taking items (503), its
+        queue is full, or the work queued ahead would outlast the deadline (429, so it is
+        neither left to expire nor run for nothing). Cheap: callers check it before decoding
+        a request's body. The time it checked at."""
+        if self._loop is None or not self._accepting:
             state = "stopping" if self._stopping else "not started"
             if self.hung:
                 state = "it hung on a batch and is being restarted"
             raise ModelNotReadyError(
                 f"{self._name} is not accepting requests ({state}); retry once the model is loaded"
             )
-        queue = self._queue
-        if len(queue) >= self._max_queue:
+        if len(self._queue) >= self._max_queue:
             raise OverloadedError(
                 f"{self._name}: the request queue is full ({self._max_queue} requests waiting); "
                 "retry later or send fewer requests at once",
                 retry_after_s=self._retry_after(),
             )
         now = time.monotonic()
-        if deadline is not None and deadline <= now:
+        if deadline is None:
+            return now
+        if deadline <= now:
             raise DeadlineExceededError(
                 f"{self._name}: the request's deadline had already passed when it arrived; "
                 "send it with a later deadline"
             )
-        if deadline is not None and self._timed and now + self._expected_wait_s() > deadline:
-            # It would only expire in the queue or be run for nothing: refuse it now, cheaply.
+        wait = self._expected_wait_s() * ADMISSION_MARGIN
+        if self._timed and now + wait > deadline:
             raise OverloadedError(
-                f"{self._name}: about {self._expected_wait_s() * 1000:.0f} ms of work is "
-                f"queued ahead of this request, past its deadline "
-                f"({(deadline - now) * 1000:.0f} ms left); retry later or allow a longer "
-                "deadline",
+                f"{self._name}: about {wait * 1000:.0f} ms of work is queued ahead of this "
+                f"request, past its deadline ({(deadline - now) * 1000:.0f} ms left); retry "
+                "later or allow a longer deadline",
                 retry_after_s=self._retry_after(),
             )
+        return now
+
+    async def submit(self, item: ItemT, deadline: float | None = None) -> tuple[ResultT, float]:
+        """Run ``item`` in some batch; return its result and the seconds it waited in the queue.
+
+        ``deadline`` is an absolute ``time.monotonic()`` value.
+        """
+        now = self.admit(deadline)
+        loop = self._loop
+        assert loop is not None
+        queue = self._queue
         future: asyncio.Future[tuple[ResultT, float]] = loop.create_future()
         units = 1.0 if self._weigh is None else max(1.0, self._weigh(item))
         pending = Pending(item, now, deadline, future, units)
