@@ -46,6 +46,8 @@ bench: setup-train
 	$(PY) -m bench.serve
 	$(PY) -m bench.monitor
 	$(PY) -m bench.optimize
+	$(PY) -m bench.overload
+	$(PY) -m bench.overload --soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
