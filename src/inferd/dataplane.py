@@ -110,7 +110,11 @@ class DataPlane:
         not "not ready"."""
         entry = self.repository.entry(name)
         if version:
-            if version.isdigit() and int(version) in version_numbers(entry.path):
+            if (
+                version.isascii()
+                and version.isdigit()
+                and int(version) in version_numbers(entry.path)
+            ):
                 found = entry.versions.get(int(version))
                 return found is not None and found.ready
             self.repository.get(name, version)  # says why it is not there

@@ -420,7 +420,7 @@ class ModelRepository:
                 reason = "; ".join(entry.errors) or "it has no loaded version"
                 raise ModelNotReadyError(f"model {name!r} is not ready: {reason}")
         else:
-            if not version.isdigit():
+            if not (version.isascii() and version.isdigit()):
                 raise NotFoundError(f"model version must be a number; got {version!r}")
             found = entry.versions.get(int(version))
             if found is None:

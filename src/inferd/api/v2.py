@@ -195,7 +195,7 @@ class V2Routes:
         predictive_model(self.dataplane, name, version, request)
         body = await request.body(self.max_body_bytes)
         header = request.headers.get(HEADER_CONTENT_LENGTH)
-        if header is not None and not header.isdigit():
+        if header is not None and not (header.isascii() and header.isdigit()):
             raise BadRequestError(f"{HEADER_CONTENT_LENGTH} must be a byte count; got {header!r}")
         infer_request = decode_infer_request(body, int(header) if header is not None else None)
         deadline_at = deadline(request, infer_request.parameters)

@@ -11,7 +11,7 @@ base64 in `json`; everything public is importable from `inferd.codecs`.
 """
 
 from inferd.codecs.binary import HEADER_CONTENT_LENGTH
-from inferd.codecs.json import decode_b64, json_dumps, json_loads
+from inferd.codecs.json import decode_b64, json_dumps, json_loads, shown
 from inferd.codecs.tensors import InferRequest, InferResponse, InferTensor, RequestedOutput
 from inferd.codecs.v2 import MAX_RANK, decode_infer_request, encode_infer_response, select_outputs
 
@@ -28,4 +28,5 @@ __all__ = [
     "json_dumps",
     "json_loads",
     "select_outputs",
+    "shown",
 ]

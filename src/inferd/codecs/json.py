@@ -1,9 +1,10 @@
 """JSON bodies (orjson, numpy arrays written natively) and base64, the text JSON carries
-bytes in."""
+bytes in; and `shown`, a client's value as error messages quote it."""
 
 from __future__ import annotations
 
 import base64
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,17 @@ def json_loads(body: bytes, what: str = "request body") -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise BadRequestError(f"{what} is not valid JSON: {e}") from None
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 3
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 60
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message quotes it: its repr, cut short at any size or
+    depth (a full repr of a deeply nested JSON list exhausts the stack, of a big one the log)."""
+    return _SHORT.repr(value)
 
 
 def decode_b64(value: str, what: str = "input") -> bytes:

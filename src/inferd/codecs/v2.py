@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inferd.codecs.binary import _LENGTH, HEADER_CONTENT_LENGTH, _count_error, _from_binary
-from inferd.codecs.json import decode_b64, json_dumps, json_loads
+from inferd.codecs.json import decode_b64, json_dumps, json_loads, shown
 from inferd.codecs.tensors import InferRequest, InferResponse, InferTensor, RequestedOutput
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
@@ -56,7 +56,7 @@ def decode_infer_request(body: bytes, json_length: int | None = None) -> InferRe
         raise BadRequestError(f"{left} bytes of binary data are left over; check binary_data_size")
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise BadRequestError(f'"id" must be a string, got {request_id!r}')
+        raise BadRequestError(f'"id" must be a string, got {shown(request_id)}')
     return InferRequest(
         inputs=inputs,
         outputs=_decode_outputs(doc.get("outputs")),
@@ -70,7 +70,7 @@ def _parameters(value: Any, label: str, flag: str = "") -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise BadRequestError(f'{label}: "parameters" must be a JSON object, got {value!r}')
+        raise BadRequestError(f'{label}: "parameters" must be a JSON object, got {shown(value)}')
     if flag in value and not isinstance(value[flag], bool):
         raise BadRequestError(f"{label}: parameters.{flag} must be true or false")
     return dict(value)
@@ -96,7 +96,7 @@ def _decode_input(
 ) -> tuple[InferTensor, int | None]:
     """One input tensor, and the offset where the next binary tensor starts."""
     if not isinstance(doc, dict):
-        raise BadRequestError(f"inputs[{index}] must be a JSON object, got {doc!r}")
+        raise BadRequestError(f"inputs[{index}] must be a JSON object, got {shown(doc)}")
     name = doc.get("name")
     if not isinstance(name, str):
         raise BadRequestError(f'inputs[{index}] needs a "name" string')
@@ -166,7 +166,7 @@ def _from_json(
             raise _count_error(label, shape, count, len(flat))
         bad = [v for v in flat if not isinstance(v, str)]
         if bad:
-            raise BadRequestError(f"{label}: BYTES data must be strings, got {bad[0]!r}")
+            raise BadRequestError(f"{label}: BYTES data must be strings, got {shown(bad[0])}")
         out = np.empty(count, dtype=object)  # orjson guarantees valid unicode, so encode() is safe
         out[:] = [decode_b64(v, f"{label} data") if b64 else v.encode() for v in flat]
         return out
@@ -185,7 +185,7 @@ def _from_json(
     kind = arr.dtype.kind
     if kind not in "biuf":
         bad = [v for v in _flatten(data) if not isinstance(v, int | float)] or [arr.dtype]
-        raise BadRequestError(f"{label}: {datatype} data must be numbers, got {bad[0]!r}")
+        raise BadRequestError(f"{label}: {datatype} data must be numbers, got {shown(bad[0])}")
     if dtype.kind == "b":
         if kind != "b":
             raise BadRequestError(f"{label}: BOOL data must be true or false")

@@ -30,6 +30,7 @@ from inferd.expression.nodes import (
 
 MAX_CONCAT: Final = 10_000
 MAX_INT_BITS: Final = 1_024  # integer results beyond a double's range are refused too
+MAX_VALUE_DEPTH: Final = 64  # lists and objects inside each other in one value
 
 BUILTINS: Final[Mapping[str, int]] = MappingProxyType(
     {"abs": 1, "len": 1, "lower": 1, "max": 2, "min": 2}
@@ -72,17 +73,27 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _plain(value: Any) -> Any:
-    """Environment values as plain Python: numpy scalars and arrays via .tolist()/.item()."""
-    if value is None or isinstance(value, str | bool | Mapping):
+class _TooDeep(Exception):
+    """A value nested deeper than MAX_VALUE_DEPTH."""
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Environment values as plain Python: numpy scalars and arrays via .tolist()/.item(),
+    lists and objects at most MAX_VALUE_DEPTH deep (a client's JSON parameters nest up to
+    1,024 deep, which every recursive walk of them, Python's own == included, cannot take)."""
+    if value is None or isinstance(value, str | bool):
         return value
     if isinstance(value, int | float):
         return int(value) if isinstance(value, int) else float(value)
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+    if isinstance(value, list | tuple | Mapping):
+        if depth >= MAX_VALUE_DEPTH:
+            raise _TooDeep
+        if isinstance(value, Mapping):
+            return {key: _plain(item, depth + 1) for key, item in value.items()}
+        return [_plain(item, depth + 1) for item in value]
     for method in ("tolist", "item"):
         if callable(convert := getattr(value, method, None)):
-            return _plain(convert())
+            return _plain(convert(), depth)
     if isinstance(value, numbers.Real):
         return int(value) if isinstance(value, numbers.Integral) else float(value)
     raise TypeError(type(value).__name__)
@@ -123,6 +134,9 @@ class _Evaluation:
             return _plain(value)
         except TypeError:
             raise self.fail(node, f"unsupported value of type {type(value).__name__}") from None
+        except _TooDeep:
+            problem = f"value is nested more than {MAX_VALUE_DEPTH} lists or objects deep"
+            raise self.fail(node, problem) from None
 
     def value(self, node: Node) -> Any:
         if isinstance(node, Literal):

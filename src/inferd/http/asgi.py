@@ -52,7 +52,12 @@ class AsgiRequest(HttpRequest):
 
     async def body(self, limit: int) -> bytes:
         declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
             raise too_large(int(declared), limit)
         chunks: list[bytes] = []
         size = 0

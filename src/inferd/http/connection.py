@@ -258,7 +258,12 @@ class Connection(ResponseWriter):
         self._raw_bytes = 0
         self._deadline = self._loop.time() + limits.body_timeout_s
         declared = self._headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limits.max_body_bytes
+        ):
             raise _Refusal(413, too_large(int(declared), limits.max_body_bytes).message)
         has_body = "transfer-encoding" in self._headers or declared not in (None, "0")
         if has_body and self._service.admit is not None:

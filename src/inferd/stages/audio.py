@@ -26,6 +26,10 @@ _AMIN = 1e-10
 
 MAX_SAMPLE_RATE = 384_000
 MAX_CHANNELS = 32
+MAX_AMPLITUDE = 1_000.0
+"""The largest sample magnitude taken. Float encodings (WAV, AU, CAF, ...) can hold any float,
+NaN and infinity included, though sound spans -1.0 to 1.0: beyond 60 dB over full scale a file
+is broken or hostile, and its samples would overflow resampling into NaN features."""
 SAMPLES_PER_SECOND_BUDGET = 48_000 * 8
 """Decoded samples (all channels) a clip may have per second of `max_duration_s`: eight
 channels at 48 kHz. A header can claim any rate and channel count; memory is bounded by this,
@@ -64,6 +68,11 @@ def decode_clip(data: bytes, name: str, max_duration_s: float) -> tuple[np.ndarr
             raise BadRequestError(f"input {name!r} is a damaged audio file: {error}") from None
     # The header's frame count can be absent or wrong: check what decoded.
     _check_length(samples.shape[0], rate, name, max_duration_s, max_frames)
+    if not (np.abs(samples) <= MAX_AMPLITUDE).all():  # NaN compares false too
+        raise BadRequestError(
+            f"input {name!r} has samples that are NaN, infinite or beyond "
+            f"±{MAX_AMPLITUDE:g}; float audio spans -1.0 to 1.0"
+        )
     return samples.mean(axis=1, dtype=np.float32), rate
 
 
@@ -219,7 +228,13 @@ def build(stage: AudioStage, input_name: str, output_name: str) -> Preprocess:
                 f"input {input_name!r} is silent (peak {peak_dbfs(clip):.0f} dBFS, below this "
                 f"model's {stage.silence_db:g} dBFS); send a clip with sound in it"
             )
+        sent = clip.size
         clip = resample(clip, clip_rate, rate)
+        if clip.size == 0:  # a sample or two at a high rate is none at a low one
+            raise BadRequestError(
+                f"input {input_name!r} is too short: resampled from {clip_rate} Hz to this "
+                f"model's {rate} Hz, its {sent} sample(s) leave none; send a longer clip"
+            )
         if stage.trim_db is not None:
             clip = trim(clip, stage.trim_db)
         if length is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from inferd.codecs import MAX_RANK, InferTensor, decode_b64
+from inferd.codecs import MAX_RANK, InferTensor, decode_b64, shown
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 from inferd.spec import TensorSpec
@@ -30,20 +30,29 @@ def _describe_shape(shape: Sequence[int]) -> str:
     return "[" + ", ".join("any" if d == -1 else str(d) for d in shape) + "]"
 
 
-def _convert_numbers(raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """JSON numbers → the input's dtype, refusing values the dtype would silently change."""
+def _convert_numbers(raw: np.ndarray, spec: TensorSpec, value: Any) -> np.ndarray:
+    """JSON numbers (`value`, read by numpy as `raw`) → the input's dtype, refusing values the
+    dtype would silently change."""
     dtype = numpy_dtype(spec.datatype)
     if dtype.kind in "iu" and raw.size:
+        info = np.iinfo(dtype.type)  # type: ignore[type-var]
+        wrong = f"input {spec.name!r} takes {spec.datatype} values in [{info.min}, {info.max}]"
+        if raw.dtype.kind == "f" and dtype.itemsize == 8:
+            exact = np.asarray(value, dtype=object)
+            if all(type(v) is int for v in exact.flat):
+                # int64 and uint64 values together infer as float64, which rounds them past
+                # 2**53: convert the exact ints instead
+                try:
+                    return exact.astype(dtype)
+                except OverflowError:
+                    raise BadRequestError(wrong) from None
         if raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)):
             raise BadRequestError(f"input {spec.name!r} takes whole numbers ({spec.datatype})")
-        info = np.iinfo(dtype.type)  # type: ignore[type-var]
         low, high = raw.min().item(), raw.max().item()  # Python numbers compare exactly
         if low < info.min or high > info.max:
-            raise BadRequestError(
-                f"input {spec.name!r} takes {spec.datatype} values in "
-                f"[{info.min}, {info.max}]; got {low}..{high}"
-            )
-    return raw.astype(dtype)
+            raise BadRequestError(f"{wrong}; got {low}..{high}")
+    with np.errstate(over="ignore"):  # values too large for FP16/FP32 become inf, as in V2
+        return raw.astype(dtype)
 
 
 class InputDecoder:
@@ -158,9 +167,9 @@ class InputDecoder:
                 ) from None
             if raw.dtype.kind not in "biuf":
                 raise BadRequestError(
-                    f"input {spec.name!r} must be {spec.datatype} numbers; got {value!r:.80}"
+                    f"input {spec.name!r} must be {spec.datatype} numbers; got {shown(value)}"
                 )
-            array = _convert_numbers(raw, spec)
+            array = _convert_numbers(raw, spec, value)
         return self._fit_item_shape(spec, array, batched=False)
 
     def _json_bytes(self, name: str, value: Any, depth: int = 0) -> Any:
@@ -180,7 +189,8 @@ class InputDecoder:
         if isinstance(value, list):
             return [self._json_bytes(name, v, depth + 1) for v in value]
         raise BadRequestError(
-            f'input {name!r} takes text or {{"b64": "<base64>"}} for binary data; got {value!r:.80}'
+            f'input {name!r} takes text or {{"b64": "<base64>"}} for binary data; '
+            f"got {shown(value)}"
         )
 
     def _fit_item_shape(self, spec: TensorSpec, array: np.ndarray, *, batched: bool) -> np.ndarray:

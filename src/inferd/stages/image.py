@@ -56,11 +56,12 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
-def to_mode(image: Image.Image, mode: str) -> Image.Image:
+def to_mode(image: Image.Image, mode: str, name: str) -> Image.Image:
     """Convert to L or RGB the way a person would expect, not the way Pillow clips.
 
     16-bit and float greys are scaled down to 8 bits (Pillow would clip them to white), and
     transparent images are laid on white paper (Pillow would turn transparent pixels black).
+    A colour mode Pillow cannot convert (CIELab to grey) is refused for input `name`.
     """
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         grey = np.asarray(image, dtype=np.float64)
@@ -71,7 +72,15 @@ def to_mode(image: Image.Image, mode: str) -> Image.Image:
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)
-    return image if image.mode == mode else image.convert(mode)
+    if image.mode == mode:
+        return image
+    try:
+        return image.convert(mode)
+    except ValueError:  # e.g. "conversion from LAB to RGB not supported" (CIELab TIFFs to L)
+        raise BadRequestError(
+            f"input {name!r} is a {image.mode} image, which cannot be converted to {mode}; "
+            "send RGB or greyscale pixels"
+        ) from None
 
 
 def _resize(image: Image.Image, stage: ImageStage) -> tuple[Image.Image, ImageGeometry]:
@@ -123,7 +132,7 @@ def build(stage: ImageStage, input_name: str, output_name: str) -> Preprocess:
             input_name,
             "an image file (PNG, JPEG, ...)",
         )
-        image = to_mode(decode_image(data, input_name, stage.max_pixels), mode)
+        image = to_mode(decode_image(data, input_name, stage.max_pixels), mode, input_name)
         # Invert before resizing, so letterbox padding keeps its value and "auto" judges
         # the picture itself.
         if stage.invert is True or (stage.invert == "auto" and _border_is_light(image)):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from inferd.codecs import shown
 from inferd.errors import BadRequestError
 from inferd.spec import SeriesStage
 from inferd.stages import Item, Preprocess, only_value
+
+_FP32_MAX = float(np.finfo(np.float32).max)
 
 
 def build(stage: SeriesStage, input_name: str, output_name: str) -> Preprocess:
@@ -21,9 +24,14 @@ def build(stage: SeriesStage, input_name: str, output_name: str) -> Preprocess:
     std = np.float64(stage.std)
 
     def preprocess(item: Item) -> None:
-        values = np.asarray(
-            only_value(item.values, input_name, "the series stage"), dtype=np.float64
-        )
+        given = only_value(item.values, input_name, "the series stage")
+        try:
+            values = np.asarray(given, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):  # text, bytes, ragged lists, huge ints
+            raise BadRequestError(
+                f"input {input_name!r} must be a flat list of numbers, oldest first; got "
+                f"{shown(given)}"
+            ) from None
         if values.ndim != 1:
             raise BadRequestError(
                 f"input {input_name!r} must be a flat list of numbers, oldest first; "
@@ -40,7 +48,13 @@ def build(stage: SeriesStage, input_name: str, output_name: str) -> Preprocess:
                 f"input {input_name!r} holds NaN or infinite values in its last {window}; "
                 "fill the gaps before forecasting"
             )
-        scaled = ((recent - mean) / std).astype(np.float32)
+        with np.errstate(over="ignore"):
+            scaled = ((recent - mean) / std).astype(np.float32)
+        if not np.isfinite(scaled).all():  # finite in float64, beyond float32 once scaled
+            raise BadRequestError(
+                f"input {input_name!r} holds values too large for this model in its last "
+                f"{window}: scaled, they must stay within FP32's ±{_FP32_MAX:.3g}"
+            )
         out = {k: v for k, v in item.values.items() if k != input_name}
         out[output_name] = scaled[:, np.newaxis] if stage.layout == "W1" else scaled
         item.values = out

@@ -11,26 +11,36 @@ from typing import Any
 
 import numpy as np
 
+from inferd.codecs import shown
 from inferd.datatypes import numpy_dtype
 from inferd.errors import BadRequestError
 from inferd.spec import TabularStage
 from inferd.stages import Item, Preprocess
 
 
+def _array(value: Any, feature: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except ValueError:  # nested lists of unequal lengths
+        raise BadRequestError(
+            f"feature {feature!r} must be one value; got {shown(value)}"
+        ) from None
+
+
 def _scalar(value: Any, feature: str) -> float:
-    array = np.asarray(value)
+    array = _array(value, feature)
     if array.size != 1:
         raise BadRequestError(f"feature {feature!r} must be one number; got {array.size} values")
     try:
         number = float(array.reshape(-1)[0])
-    except (TypeError, ValueError):
-        raise BadRequestError(f"feature {feature!r} must be a number; got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # text, bytes, objects, ints past 1e308
+        raise BadRequestError(f"feature {feature!r} must be a number; got {shown(value)}") from None
     return number
 
 
 def _coded(value: Any, feature: str, values: list[str]) -> float:
     """A text feature as its value's position in model.yaml's list of its categories."""
-    array = np.asarray(value)
+    array = _array(value, feature)
     if array.size != 1:
         raise BadRequestError(f"feature {feature!r} must be one value; got {array.size} values")
     given = array.reshape(-1)[0]
@@ -50,6 +60,7 @@ def build(stage: TabularStage, output_name: str) -> Preprocess:
     mean = np.asarray(stage.mean if stage.mean is not None else [0.0] * len(features))
     std = np.asarray(stage.std if stage.std is not None else [1.0] * len(features))
     dtype = numpy_dtype(stage.datatype)
+    largest = float(np.finfo(np.float64 if stage.datatype == "FP64" else np.float32).max)
     categories = stage.categories
 
     def preprocess(item: Item) -> None:
@@ -72,8 +83,16 @@ def build(stage: TabularStage, output_name: str) -> Preprocess:
             raise BadRequestError(
                 f"feature(s) {', '.join(bad)} are NaN or infinite; send finite numbers"
             )
+        with np.errstate(over="ignore"):
+            scaled = ((values - mean) / std).astype(dtype)
+        big = [f for f, v in zip(features, scaled, strict=True) if not np.isfinite(v)]
+        if big:  # finite as sent, beyond the input's datatype once scaled
+            raise BadRequestError(
+                f"feature(s) {', '.join(big)} are too large for this model: scaled, they must "
+                f"stay within {stage.datatype}'s ±{largest:.3g}"
+            )
         out = {k: v for k, v in given.items() if k not in consumed}
-        out[output_name] = ((values - mean) / std).astype(dtype)
+        out[output_name] = scaled
         item.values = out
 
     return preprocess

@@ -569,3 +569,16 @@ async def test_metrics_count_requests_by_model_protocol_and_status(
     assert 'inferd_stage_seconds_count{model="affine",stage="total"} 2.0' in text
     assert 'inferd_queue_depth{model="affine",version="1"} 0.0' in text
     assert 'inferd_batch_size_sum{model="iris",version="1"} 2.0' in text
+
+
+async def test_digits_that_are_not_ascii_are_refused_not_a_crash(client: httpx.AsyncClient) -> None:
+    """'²'.isdigit() is True but int('²') raises: a header or version made of it is a 4xx."""
+    header = await client.post(
+        "/v2/models/affine/infer",
+        content=b"{}",
+        headers={"Inference-Header-Content-Length": b"\xb2"},  # '²' in latin-1
+    )
+    assert header.status_code == 400 and "byte count" in header.json()["error"]
+    for path in ("/v2/models/affine/versions/%C2%B2/ready", "/v2/models/affine/versions/%C2%B2"):
+        version = await client.get(path)
+        assert version.status_code == 404, version.text
