@@ -265,7 +265,7 @@ class Connection(ResponseWriter):
             and int(declared) > limits.max_body_bytes
         ):
             raise _Refusal(413, too_large(int(declared), limits.max_body_bytes).message)
-        has_body = "transfer-encoding" in self._headers or declared not in (None, "0")
+        has_body = self._headers_declare_a_body()
         if has_body and self._service.admit is not None:
             url = b"".join(self._url).partition(b"?")[0].decode("latin-1")
             method = self._parser.get_method().decode("latin-1")
