@@ -40,7 +40,13 @@ from typing import Any
 import numpy as np
 
 from bench.harness import BenchError
-from bench.harness.cpu import cpu_busy_seconds, cpu_model, process_cpu_seconds, wait_quiet
+from bench.harness.cpu import (
+    add_wait_quiet_option,
+    cpu_busy_seconds,
+    cpu_model,
+    process_cpu_seconds,
+    wait_quiet,
+)
 from bench.harness.models import COMPUTE_SHAPE, build_compute_model
 from bench.harness.openloop import LAG_S, OpenLoop, OpenLoopResult, percentile, run_loop
 from bench.harness.points import Runner
@@ -467,14 +473,7 @@ def main() -> int:
     parser.add_argument(
         "--sample-every", type=float, default=5.0, help="seconds between RSS samples (5)"
     )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="before each measurement, wait up to this long for other processes to use "
-        "under 25%% of a CPU (a shared machine); 0: don't wait",
-    )
+    add_wait_quiet_option(parser, "measurement")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
     args.seconds = args.seconds or (15.0 if args.quick else 60.0)

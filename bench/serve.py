@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness import BENCH
-from bench.harness.cpu import cpu_model
+from bench.harness.cpu import add_wait_quiet_option, cpu_model
 from bench.harness.models import COMPUTE_SHAPE
 from bench.harness.points import Runner
 from bench.harness.raw_ort import Bracket, log_raw, measure_raw, ort_session, raw_sweep
@@ -284,14 +284,7 @@ def main() -> int:
         default=1,
         help="intra-op threads of the compute model, raw and served alike",
     )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="before each point, wait up to this long for other processes to "
-        "use under 25%% of a CPU (a shared machine); 0: don't wait",
-    )
+    add_wait_quiet_option(parser, "point")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
     args.duration = args.duration or (2.0 if args.quick else 8.0)

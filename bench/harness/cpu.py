@@ -3,6 +3,7 @@ children (the load generator), read from /proc so a figure can be charged to who
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -46,6 +47,18 @@ def thread_cpu_seconds(pid: int) -> float:
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def add_wait_quiet_option(parser: argparse.ArgumentParser, before: str = "measurement") -> None:
+    """`--wait-quiet SECONDS`, which every bench script on a shared machine takes."""
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=f"before each {before}, wait up to this long for other processes to use "
+        "under 25%% of a CPU (a shared machine); 0: don't wait",
+    )
 
 
 def wait_quiet(limit_s: float, threshold: float = 0.25) -> float:

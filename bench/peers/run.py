@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchError
-from bench.harness.cpu import cpu_model, wait_quiet
+from bench.harness.cpu import add_wait_quiet_option, cpu_model, wait_quiet
 from bench.harness.report import result_path, write_json
 from bench.harness.servers import run_stopping_servers
 from bench.peers.cpu import CpuSampler
@@ -333,14 +333,7 @@ def main() -> int:
         default=1.0,
         help="raw ORT on the cnn: measured s per batch size, before and after inferd's levels",
     )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="before each peer, wait up to this long for other work to use under 25%% of a "
-        "CPU (a shared machine); 0: don't wait",
-    )
+    add_wait_quiet_option(parser, "peer")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
     # inferd, the baseline of every ratio, goes first; then the floor, its yardstick
