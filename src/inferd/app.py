@@ -165,18 +165,16 @@ class App:
             state = f"versions {sorted(entry.versions)}" if entry.versions else "NOT LOADED"
             logger.info("model %s: %s", entry.name, state)
 
-    async def shutdown(self, within_s: float | None = None) -> bool:
+    async def shutdown(self, within_s: float | None = None) -> None:
         """Stop everything; the models' queues get `within_s` to drain (None: as long as they
-        take). False when they did not finish: the store is closed properly all the same."""
+        take). When they do not finish, the store is closed properly all the same."""
         self.dataplane.started = False
         if self.watch is not None:
             await self.watch.stop()
-        drained = True
         try:
             async with asyncio.timeout(within_s):
                 await self.repository.stop()
         except TimeoutError:
-            drained = False
             logger.error(
                 "stopping: the models were still running when the drain's time "
                 "(--drain-seconds) ran out; exiting without them"
@@ -185,7 +183,6 @@ class App:
             await self.outbox.stop()
         if self.tracing is not None:
             self.tracing.close()  # the last spans go out
-        return drained
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI entry point."""

@@ -118,7 +118,7 @@ async def serve_lifespan(
     receive: Receive,
     send: Send,
     startup: Callable[[], Awaitable[None]],
-    shutdown: Callable[[], Awaitable[object]],
+    shutdown: Callable[[], Awaitable[None]],
 ) -> None:
     """The ASGI lifespan protocol: load models before serving, drain them at the end."""
     while True:

@@ -45,7 +45,7 @@ class HttpService:
         handler: Handler,
         *,
         startup: Callable[[], Awaitable[None]],
-        shutdown: Callable[[float | None], Awaitable[bool]],
+        shutdown: Callable[[float | None], Awaitable[None]],
         limits: HttpLimits,
         admit: Admit | None = None,
         drain_s: float = DRAIN_S,
@@ -57,8 +57,6 @@ class HttpService:
         self._shutdown = shutdown
         self.limits = limits
         self.drain_s = drain_s
-        self.abandoned = False
-        """The drain ran out of time: work was still running when the server stopped."""
         self.connections: set[Connection] = set()
         self.clock = Clock()
         self.stopping = False
@@ -113,13 +111,10 @@ class HttpService:
             await self._shut_down_by(drain_until)
 
     async def _shut_down_by(self, deadline: float | None) -> None:
-        """Shut down: the models' queues drain within what is left of the drain's time (when
-        stopping); `shutdown` says False when they did not."""
-        within = (
-            None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
-        )
-        if not await self._shutdown(within):
-            self.abandoned = True
+        """Shut down: the models' queues get what is left of the drain's time (when
+        stopping)."""
+        now = asyncio.get_running_loop().time()
+        await self._shutdown(None if deadline is None else max(0.0, deadline - now))
 
     def stop(self) -> None:
         """Begin a graceful stop (what SIGINT/SIGTERM do); a second call hurries it."""

@@ -78,9 +78,8 @@ async def serving(
     async def startup() -> None:
         events.append("up")
 
-    async def shutdown(within_s: float | None) -> bool:
+    async def shutdown(within_s: float | None) -> None:
         events.append("down")
-        return True
 
     def admit(method: str, path: str, headers: Mapping[str, str]) -> None:
         if path.startswith("/private") and headers.get("x-api-key") != "k":
@@ -547,7 +546,7 @@ async def test_a_failed_start_up_is_a_startup_error_and_nothing_listens() -> Non
     async def startup() -> None:
         raise RuntimeError("the store is unreachable")
 
-    async def shutdown(within_s: float | None) -> bool:
+    async def shutdown(within_s: float | None) -> None:
         raise AssertionError("never started, so never shut down")
 
     service = HttpService(Recorder(), startup=startup, shutdown=shutdown, limits=HttpLimits())
