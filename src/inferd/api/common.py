@@ -11,8 +11,14 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from inferd.codecs import json_dumps
-from inferd.dataplane import DataPlane
-from inferd.errors import BadRequestError, InferdError, MethodNotAllowedError, OverloadedError
+from inferd.dataplane import DataPlane, Served
+from inferd.errors import (
+    BadRequestError,
+    InferdError,
+    MethodNotAllowedError,
+    ModelNotReadyError,
+    OverloadedError,
+)
 from inferd.generate.request import Delta
 from inferd.http.messages import HttpRequest, HttpResponse
 from inferd.repository import ModelVersion
@@ -51,11 +57,24 @@ def json_response(
 
 def error_response(error: InferdError, request_id: str) -> HttpResponse:
     headers = {"x-request-id": request_id} if request_id else {}
-    if isinstance(error, OverloadedError):
+    if isinstance(error, OverloadedError | ModelNotReadyError) and error.retry_after_s:
         headers["retry-after"] = str(max(1, round(error.retry_after_s)))
     if isinstance(error, MethodNotAllowedError):
         headers["allow"] = ", ".join(error.allowed)
     return json_response({"error": error.message}, error.status_code, headers)
+
+
+REPLICA_HEADER = "x-inferd-replica"
+
+
+def answer_headers(served: Served, request_id: str) -> dict[str, str]:
+    """An answer's headers: its request id, and the replica that ran it when it ran in
+    another process (`--engine ray`)."""
+    headers = {"x-request-id": request_id}
+    served_by = served.served_by
+    if served_by is not None:
+        headers[REPLICA_HEADER] = served_by
+    return headers
 
 
 def deadline(request: HttpRequest, parameters: dict[str, Any] | None) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from inferd.api.common import client_request_id, error_response, json_response, new_request_id
@@ -24,6 +24,7 @@ from inferd.dataplane import DataPlane
 from inferd.errors import InferdError, UnauthorizedError
 from inferd.http.messages import HttpRequest, HttpResponse
 from inferd.http.routing import Router
+from inferd.monitor.merging import merge_expositions
 from inferd.monitor.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -43,8 +44,11 @@ class Api:
         api_key: str | None,
         max_body_bytes: int,
         tracing: Tracing | None = None,
+        gather_metrics: Callable[[], Awaitable[list[bytes]]] | None = None,
     ) -> None:
         self.metrics = metrics
+        self.gather_metrics = gather_metrics
+        """The other `--workers` processes' metrics, added up with this one's on a scrape."""
         self.tracing = tracing
         if tracing is not None:
             self.handle = self._traced  # type: ignore[method-assign]
@@ -149,4 +153,7 @@ class Api:
         return json_response(openapi_document(models))
 
     async def prometheus(self, request: HttpRequest) -> HttpResponse:
-        return HttpResponse(self.metrics.render(), content_type="text/plain; version=0.0.4")
+        body = self.metrics.render()
+        if self.gather_metrics is not None:
+            body = merge_expositions([body, *await self.gather_metrics()])
+        return HttpResponse(body, content_type="text/plain; version=0.0.4")

@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
-from inferd.api.common import deadline, json_response, predictive_model, unless_disconnected
+from inferd.api.common import (
+    answer_headers,
+    deadline,
+    json_response,
+    predictive_model,
+    unless_disconnected,
+)
 from inferd.codecs import json_loads
 from inferd.dataplane import DataPlane, Served
 from inferd.errors import BadRequestError
@@ -72,11 +78,18 @@ class V1Routes:
         if parameters is not None and not isinstance(parameters, dict):
             raise BadRequestError('"parameters" must be a JSON object of named values')
         deadline_at = deadline(request, parameters)
-        answers = await unless_disconnected(
+        served = await unless_disconnected(
             request,
-            predict(self.dataplane, name, version, instances, request.id, deadline_at, parameters),
+            self.dataplane.predict(
+                name,
+                version,
+                instances,
+                Request(request.id, deadline_at, parameters or {}, item_word="instance"),
+            ),
         )
-        return json_response({"predictions": answers}, headers={"x-request-id": request.id})
+        return json_response(
+            {"predictions": predictions(served)}, headers=answer_headers(served, request.id)
+        )
 
     async def report(self, request: HttpRequest) -> HttpResponse:
         """The four costs of a model's predictions over a window (`?window=SECONDS`)."""

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from inferd import __version__
-from inferd.api.common import deadline, json_response, predictive_model, unless_disconnected
+from inferd.api.common import (
+    answer_headers,
+    deadline,
+    json_response,
+    predictive_model,
+    unless_disconnected,
+)
 from inferd.codecs import (
     HEADER_CONTENT_LENGTH,
     InferResponse,
@@ -211,7 +217,7 @@ class V2Routes:
         response_id = infer_request.id if infer_request.id is not None else request.id
         response = infer_response(served, response_id)
         payload, json_length = encode_infer_response(response, infer_request)
-        headers = {"x-request-id": request.id}
+        headers = answer_headers(served, request.id)
         if json_length is None:
             return HttpResponse(payload, headers=headers)
         headers[HEADER_CONTENT_LENGTH] = str(json_length)

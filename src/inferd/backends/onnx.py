@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from inferd.backends.auto_device import Choice, Run, choose, sample_feed
 from inferd.errors import SpecError
+from inferd.hardware import core_share
 from inferd.spec import ModelSpec, TensorSpec
 
 logger = logging.getLogger(__name__)
@@ -179,4 +180,4 @@ def load(spec: ModelSpec, version_dir: Path, trust_code: bool) -> OnnxBackend:
     path = version_dir / spec.artifact_name()
     if not path.exists():
         raise SpecError(f"model {spec.name!r}: {path} does not exist; put the ONNX file there")
-    return OnnxBackend(path, spec.runtime.threads, spec.runtime.device)
+    return OnnxBackend(path, spec.runtime.threads or core_share(), spec.runtime.device)

@@ -13,6 +13,7 @@ from inferd.cli import (
     bench,
     devices,
     evaluate,
+    export,
     generate,
     optimize,
     query,
@@ -37,5 +38,6 @@ app.command()(bench.bench)
 app.command()(optimize.optimize)
 app.command()(tune.tune)
 app.command()(devices.devices)
+app.add_typer(export.app)
 
 __all__ = ["app", "parse_size"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Annotated
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +23,9 @@ from inferd.cli.common import (
     parse_size,
 )
 from inferd.http.limits import DRAIN_S, HttpLimits
+
+if TYPE_CHECKING:
+    from inferd.app import Deployments, ServerConfig
 
 _LIMIT_FLAGS = {
     "max_connections": "--max-connections",
@@ -42,6 +48,13 @@ def serve(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="Server processes on the port, each with its own models (auto: one per "
+            "core); their models' threads share the cores."
+        ),
+    ] = "1",
     trust_code: TrustOption = False,
     allow_env: Annotated[
         list[str] | None,
@@ -147,15 +160,36 @@ def serve(
             help="Account CPU time, energy and cost per prediction (--no-monitor: off).",
         ),
     ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where models run: local (this process) or ray (each model version a Ray "
+            "Serve deployment, replicas from model.yaml scale:; pip install 'inferd[ray]').",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: the Ray cluster to join (host:port of its head, or "
+            "ray://host:10001); default: start a local one under --data-dir.",
+        ),
+    ] = None,
 ) -> None:
     """Serve every model in REPO over HTTP (Open Inference Protocol V2 and KServe V1)."""
-    from inferd.app import create_app
+    from inferd.app import App, ServerConfig
+    from inferd.deploy.process import exit_without_stuck_threads
+    from inferd.deploy.worker import WorkerPlan
+    from inferd.deploy.workers import WorkersError, parse_workers, serve_workers, thread_share
     from inferd.errors import ListenError, StartupError
     from inferd.http.server import HttpService, is_loopback
     from inferd.monitor.costs import Pricing
 
     if not repo.is_dir():
         raise _fail(f"model repository {repo} is not a folder")
+    try:
+        worker_count = parse_workers(workers)
+    except ValueError as error:
+        raise _fail(str(error)) from None
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -206,21 +240,43 @@ def serve(
         cpu_watts=cpu_watts,
         grid_gco2_per_kwh=grid_intensity,
     )
-    try:
-        application = create_app(
-            repo,
-            trust_code=trust_code,
-            allow_env=tuple(allow_env or ()),
-            api_key=api_key,
-            max_body_bytes=limits.max_body_bytes,
-            store_url=_store_url(data_dir, store),
-            retention_days=retention_days,
-            accounting=monitor,
-            pricing=pricing,
-            monitor_interval_s=monitor_interval,
-            otel_exporter=otel_exporter,
-            otel_endpoint=otel_endpoint,
+    config = ServerConfig(
+        repo,
+        trust_code=trust_code,
+        allow_env=tuple(allow_env or ()),
+        api_key=api_key,
+        max_body_bytes=limits.max_body_bytes,
+        store_url=_store_url(data_dir, store),
+        retention_days=retention_days,
+        accounting=monitor,
+        pricing=pricing,
+        monitor_interval_s=monitor_interval,
+        otel_exporter=otel_exporter,
+        otel_endpoint=otel_endpoint,
+    )
+    if engine != "local" or address is not None:
+        config = replace(
+            config, deployments=_deployments(engine, address, worker_count, config, data_dir)
         )
+    if worker_count > 1:
+        plan = WorkerPlan(
+            config,
+            limits,
+            drain_seconds,
+            host,
+            port,
+            threads=thread_share(worker_count),
+            run_dir="",
+            log_level=log_level,
+            supervisor=os.getpid(),
+        )
+        try:
+            serve_workers(plan, worker_count)
+        except (ListenError, WorkersError) as error:
+            raise _fail(str(error)) from None
+        return
+    try:
+        application = App(config)
     except Exception as error:  # a bad URL, an unreachable database, a read-only folder
         raise _fail(f"cannot open the store: {error}") from None
     service = HttpService(
@@ -238,20 +294,27 @@ def serve(
     exit_without_stuck_threads()
 
 
-def exit_without_stuck_threads() -> None:
-    """Exit now if a thread is still running after the drain (a hung model's batch): Python
-    would otherwise wait for it at exit, and SIGTERM would never end the server."""
-    import os
-    import threading
+def _deployments(
+    engine: str, address: str | None, workers: int, config: ServerConfig, data_dir: Path
+) -> Deployments:
+    """`--engine ray`: joined (or started) now, so a missing extra or an unreachable cluster
+    fails before anything else starts."""
+    from inferd.errors import StartupError
 
-    stuck = [
-        thread.name
-        for thread in threading.enumerate()
-        if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()
-    ]
-    if stuck:
-        logging.getLogger("inferd.server").error(
-            "exiting with %d thread(s) still running: %s", len(stuck), ", ".join(stuck)
+    if engine != "ray":
+        if address is not None:
+            raise _fail("--address names a Ray cluster: use it with --engine ray")
+        raise _fail(f"--engine is local or ray; got {engine!r}")
+    if workers > 1:
+        raise _fail(
+            "--engine ray serves from one front process (its replicas scale, by model.yaml "
+            "scale:); leave out --workers"
         )
-        logging.shutdown()
-        os._exit(0)
+    from rich.markup import escape
+
+    from inferd.deploy.ray import RayDeployments
+
+    try:
+        return RayDeployments.connect(address, data_dir, config.trust_code, config.allow_env)
+    except StartupError as error:
+        raise _fail(escape(str(error))) from None  # "[ray]" is not rich markup

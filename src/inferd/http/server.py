@@ -64,9 +64,15 @@ class HttpService:
         self.serving = asyncio.Event()
         """Set once the models are loaded and connections are accepted."""
 
-    def run(self, host: str, port: int) -> None:
-        """Serve on host:port until a stop signal (the whole life of `inferd serve`)."""
-        sock = bind(host, port)  # before loading models: a taken port fails at once
+    def run(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        """Serve on host:port until a stop signal (the whole life of `inferd serve`, or of
+        one of its `--workers`, which share the port with `reuse_port`)."""
+        # Bound before the models load, so a port already taken fails at once.
+        self.run_on(bind(host, port, reuse_port=reuse_port))
+
+    def run_on(self, sock: socket.socket) -> None:
+        """Serve on a bound socket until a stop signal, then close it (a worker given its
+        supervisor's listening socket where the OS has no SO_REUSEPORT)."""
         try:
             with asyncio.Runner(loop_factory=loop_factory()[0]) as runner:
                 runner.run(self._serve_until_signalled(sock))
@@ -168,8 +174,11 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on host:port, with an error that says what to do."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening-ready TCP socket on host:port, with an error that says what to do.
+
+    With `reuse_port` (SO_REUSEPORT) several processes bind the same port and the kernel
+    spreads new connections over those listening: each `--workers` process has its own."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -178,6 +187,8 @@ def bind(host: str, port: int) -> socket.socket:
         raise ListenError(f"cannot resolve --host {host!r}: {error}") from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as error:

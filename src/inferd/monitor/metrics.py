@@ -291,6 +291,11 @@ class _SloCollector(Collector):
             f"Share of the last {SLO_WINDOW_S} s of requests answered within the objective",
             labels=["model"],
         )
+        window = GaugeMetricFamily(
+            "inferd_slo_window_requests",
+            f"Requests in the last {SLO_WINDOW_S} s: what inferd_slo_attainment is a share of",
+            labels=["model"],
+        )
         since = int(self._clock()) - SLO_WINDOW_S
         with self.lock:
             for model, seconds in self.objectives.items():
@@ -302,7 +307,8 @@ class _SloCollector(Collector):
                 total = sum(b[1] for s, b in buckets.items() if s > since)
                 if total:
                     attainment.add_metric([model], within / total)
-        yield from (objective, requests, attainment)
+                    window.add_metric([model], total)
+        yield from (objective, requests, attainment, window)
 
 
 class _QualityCollector(Collector):

@@ -6,7 +6,7 @@ model is batched, run and evaluated. Stage parameters live here too, so a typo a
 model.yaml is caught when the file is read, never mid-request.
 
 One module per section of model.yaml (`tensors`, `preprocess`, `postprocess`, `serving`,
-`generation`, `evaluation`, `decide`, `monitoring`, `variants`, `cascade`), the root in
+`scale`, `generation`, `evaluation`, `decide`, `monitoring`, `variants`, `cascade`), the root in
 `model` and reading the file in `loading`; everything is importable from `inferd.spec`.
 """
 
@@ -35,6 +35,7 @@ from inferd.spec.preprocess import (
     TextStage,
     TokenTensor,
 )
+from inferd.spec.scale import ScaleSpec
 from inferd.spec.serving import BatchingSpec, PythonSpec, RuntimeSpec
 from inferd.spec.tensors import TensorSpec
 from inferd.spec.variants import VariantSpec
@@ -65,6 +66,7 @@ __all__ = [
     "PythonSpec",
     "RegressStage",
     "RuntimeSpec",
+    "ScaleSpec",
     "SeriesStage",
     "SloSpec",
     "TabularStage",

@@ -15,6 +15,7 @@ from inferd.spec.generation import GenerationSpec
 from inferd.spec.monitoring import AlertSpec, FairnessSpec, MonitoringSpec, SloSpec
 from inferd.spec.postprocess import PostprocessStage
 from inferd.spec.preprocess import PreprocessStage
+from inferd.spec.scale import ScaleSpec
 from inferd.spec.serving import BatchingSpec, PythonSpec, RuntimeSpec
 from inferd.spec.tensors import TensorSpec
 from inferd.spec.variants import VariantSpec
@@ -39,6 +40,7 @@ _MEMBERS_OWN = {
     "postprocess",
     "batching",
     "runtime",
+    "scale",
     "python",
     "generation",
     "versions",
@@ -65,6 +67,8 @@ class ModelSpec(_Strict):
     """A list of class names, or a file (relative to the model folder) with one per line."""
     batching: BatchingSpec = Field(default_factory=BatchingSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    scale: ScaleSpec = Field(default_factory=ScaleSpec)
+    """Replicas under `inferd serve --engine ray` (one Ray Serve deployment per version)."""
     eval: EvalSpec | None = None
     python: PythonSpec | None = None
     generation: GenerationSpec | None = None

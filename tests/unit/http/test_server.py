@@ -576,3 +576,17 @@ def test_loopback_addresses_are_told_from_the_rest() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0")
     assert not is_loopback("no-such-host.invalid")
+
+
+def test_workers_bind_one_port_with_reuse_port_and_others_are_kept_out() -> None:
+    first = bind("127.0.0.1", 0, reuse_port=True)
+    first.listen()
+    port = first.getsockname()[1]
+    second = bind("127.0.0.1", port, reuse_port=True)
+    second.listen()
+    try:
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind("127.0.0.1", port)  # a process that did not ask to share the port
+    finally:
+        first.close()
+        second.close()

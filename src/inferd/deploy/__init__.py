@@ -1,0 +1,1 @@
+"""How inferd is deployed: worker processes, Ray Serve, Kubernetes."""
