@@ -105,6 +105,13 @@ def target_ongoing(spec: ModelSpec) -> float:
     return given if given is not None else float(max(2, spec.max_batch_size))
 
 
+def front_batch_size(spec: ModelSpec) -> int:
+    """Items the front puts in one Ray call: half a replica's batch, shared among the most
+    replicas, so the calls in flight spread across them and each replica merges two or more
+    into a batch (on a 3.5 ms/item CNN, two replicas went from 1.20x to 1.38x one)."""
+    return max(1, -(-spec.max_batch_size // (2 * spec.scale.most)))
+
+
 def deployment_options(spec: ModelSpec) -> dict[str, Any]:
     """Ray Serve's options for a version's deployment, from model.yaml's `scale:` (a fixed
     `num_replicas`, or an `autoscaling_config` when max_replicas > min_replicas)."""
@@ -284,7 +291,10 @@ class RemoteRunner:
 
     Items are batched in the front too (a Batcher whose batches are Ray calls, made from its
     worker threads), so a Ray round trip is paid per batch, not per item: at load, one call
-    carries many requests' items, and each replica batches again what reaches it."""
+    carries several requests' items, and each replica batches again what reaches it. A call
+    carries a share of a replica's batch (`front_batch_size`), with up to four calls in flight
+    per replica: Ray routes calls, not items, so calls of a whole batch each would load one
+    replica while another idles."""
 
     def __init__(self, serve: Any, app: str, spec: ModelSpec, args: ReplicaArgs) -> None:
         from inferd.batching import Batcher
@@ -300,10 +310,10 @@ class RemoteRunner:
         """How long a Ray call is awaited: a replica's queue and its batch."""
         self._batcher: Batcher[Item, ItemResult] = Batcher(
             self._call,
-            max_batch_size=spec.max_batch_size,
+            max_batch_size=front_batch_size(spec),
             max_delay_ms=spec.batching.max_delay_ms,
             max_queue=spec.batching.max_queue,
-            workers=2 * spec.scale.most,  # a call running on each replica, and one sent
+            workers=4 * spec.scale.most,
             name=self._where,
             inline_below_ms=0,  # a Ray call blocks its thread: never on the loop
         )

@@ -65,6 +65,17 @@ def test_a_range_is_an_autoscaling_config() -> None:
     assert options["max_ongoing_requests"] >= 8  # a batch can fill on one replica
 
 
+def test_a_call_carries_a_share_of_a_batch_so_calls_spread_over_replicas() -> None:
+    assert engine.front_batch_size(_spec(batching={"max_batch_size": 32})) == 16
+    two = _spec(batching={"max_batch_size": 32}, scale={"min_replicas": 2})
+    assert engine.front_batch_size(two) == 8
+    autoscaled = _spec(
+        batching={"max_batch_size": 30}, scale={"min_replicas": 1, "max_replicas": 4}
+    )
+    assert engine.front_batch_size(autoscaled) == 4  # 30 / 8, rounded up
+    assert engine.front_batch_size(_spec(batching={"max_batch_size": 1})) == 1
+
+
 def test_the_target_defaults_to_a_batch() -> None:
     assert engine.target_ongoing(_spec(batching={"max_batch_size": 16})) == 16
     assert engine.target_ongoing(_spec(batching={"max_batch_size": 0})) == 2
@@ -314,11 +325,11 @@ async def test_no_answer_never_hangs() -> None:
 
 
 async def test_a_full_front_queue_is_429() -> None:
-    serve = _Serve(*[_Response([_answer("r1")], delay_s=0.3) for _ in range(3)])
+    serve = _Serve(*[_Response([_answer("r1")], delay_s=0.3) for _ in range(5)])
     runner = _runner(serve, batching={"max_queue": 1, "max_batch_size": 1})
     await runner.start()
     running = []
-    for _ in range(3):  # two calls out (2 per replica), then one queued
+    for _ in range(5):  # four calls out (4 per replica), then one queued
         running.append(asyncio.ensure_future(runner.submit(_item())))
         await asyncio.sleep(0.03)
     with pytest.raises(OverloadedError):
