@@ -31,7 +31,7 @@ import numpy as np
 from bench.harness.models import COMPUTE_SHAPE, build_compute_model, build_trivial_model
 from bench.harness.raw_ort import measure_raw, ort_session
 from bench.harness.report import result_path, write_json
-from bench.harness.servers import Server, free_port, run_stopping_servers
+from bench.harness.servers import Server, inferd_serve, run_stopping_servers
 from bench.harness.wrk import check_wrk, run_wrk, write_wrk_script
 from bench.serving.workload import COMPUTE, TRIVIAL, make_bodies
 
@@ -70,23 +70,8 @@ def _repository(root: Path, models: dict[str, int], onnx_files: dict[str, Path])
 
 
 def _serve(name: str, repo: Path, work: Path, *flags: str) -> Server:
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "inferd.cli",
-        "serve",
-        str(repo),
-        "--port",
-        str(port),
-        "--data-dir",
-        str(work / f"data-{name}"),
-        "--no-monitor",
-        "--log-level",
-        "warning",
-        *flags,
-    ]
-    server = Server(name, argv, port, "/v2/health/ready", work / f"{name}.log")
+    data = ("--data-dir", str(work / f"data-{name}"), "--no-monitor", "--log-level", "warning")
+    server = inferd_serve(name, repo, work / f"{name}.log", *data, *flags)
     server.start(timeout_s=180)
     return server
 

@@ -37,7 +37,7 @@ from bench.harness.models import COMPUTE_SHAPE
 from bench.harness.points import Runner
 from bench.harness.raw_ort import Bracket, log_raw, measure_raw, ort_session, raw_sweep
 from bench.harness.report import result_path, write_json
-from bench.harness.servers import Server, free_port, run_stopping_servers
+from bench.harness.servers import Server, free_port, inferd_serve, run_stopping_servers
 from bench.harness.wrk import check_wrk, wrk_version
 from bench.serving.figures import derive_figures
 from bench.serving.report import report
@@ -159,21 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         star.stop()
 
         # -- inferd -----------------------------------------------------------------------------
-        port = free_port()
-        inferd_bin = Path(sys.executable).with_name("inferd")
-        inferd = Server(
-            "inferd",
-            [
-                str(inferd_bin if inferd_bin.exists() else "inferd"),
-                "serve",
-                str(repo),
-                "--port",
-                str(port),
-            ],
-            port,
-            "/v2/health/ready",
-            workdir / "inferd.log",
-        )
+        inferd = inferd_serve("inferd", repo, workdir / "inferd.log")
         stack.callback(inferd.stop)
         inferd.start()
         check_answers(inferd, bodies, expected_logits)

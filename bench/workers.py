@@ -35,7 +35,7 @@ from bench.harness.cpu import (
     wait_quiet,
 )
 from bench.harness.report import figure, figures_table, result_path, table, write_json
-from bench.harness.servers import Server, free_port, run_stopping_servers
+from bench.harness.servers import Server, inferd_serve, run_stopping_servers
 from bench.harness.wrk import check_wrk, run_wrk, write_wrk_script
 from bench.serving.workload import DIGITS, DIGITS_DIR, DIGITS_SAMPLE, make_bodies
 
@@ -125,26 +125,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         compute_x = np.zeros((1, 1), dtype=np.float32)  # the bodies builder wants one
         bodies = make_bodies(workdir, DIGITS_SAMPLE.read_bytes(), compute_x)
         script = write_wrk_script(workdir, bodies["digits_json"])
-        inferd_bin = Path(sys.executable).with_name("inferd")
         servers: dict[str, Server] = {}
         for workers in (1, 2):
-            port = free_port()
-            server = Server(
+            server = inferd_serve(
                 f"--workers {workers}",
-                [
-                    str(inferd_bin if inferd_bin.exists() else "inferd"),
-                    "serve",
-                    str(repo),
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(workers),
-                    "--data-dir",
-                    str(workdir / f"data-{workers}"),
-                ],
-                port,
-                "/v2/health/ready",
+                repo,
                 workdir / f"inferd-{workers}.log",
+                "--workers",
+                str(workers),
+                "--data-dir",
+                str(workdir / f"data-{workers}"),
             )
             stack.callback(server.stop)
             server.start()

@@ -106,6 +106,14 @@ class Server:
                 continue
 
 
+def inferd_serve(name: str, repo: Path, log: Path, *flags: str) -> Server:
+    """`inferd serve REPO` on a free loopback port with `flags`, from this Python's inferd
+    (not started yet; ready when /v2/health/ready answers 200)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "inferd.cli", "serve", str(repo), "--port", str(port), *flags]
+    return Server(name, argv, port, "/v2/health/ready", log)
+
+
 def run_stopping_servers(run: Callable[[], T], what: str = "benchmark") -> T | int:
     """`run()` with every server stopped on SIGTERM/SIGHUP, Ctrl-C or a failed run; its
     result, or the exit code a script returns (2: failed, 130: interrupted)."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.harness import ROOT
 from bench.harness.report import Figure, figure
-from bench.harness.servers import Server, free_port, http
+from bench.harness.servers import Server, http, inferd_serve
 from inferd.optimize.cascade import MemberAnswers, answers, cheapest, points, write_when
 from inferd.optimize.evaluate import load_examples
 from inferd.repository import ModelRepository
@@ -164,19 +164,7 @@ def run(work: Path) -> list[Figure]:
         flush=True,
     )
     accuracy = {model: _evaluate(repo, model) for model in (TEACHER, SMALL, CASCADE)}
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "inferd.cli",
-        "serve",
-        str(repo),
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    server = Server("inferd", argv, port, "/v2/health/ready", work / "serve.log")
+    server = inferd_serve("inferd", repo, work / "serve.log", "--log-level", "warning")
     server.start()
     try:
         speed = {model: _throughput(server, repo, model) for model in (TEACHER, CASCADE, SMALL)}
