@@ -70,8 +70,8 @@ def _repository(root: Path, models: dict[str, int], onnx_files: dict[str, Path])
 
 
 def _serve(name: str, repo: Path, work: Path, *flags: str) -> Server:
-    data = ("--data-dir", str(work / f"data-{name}"), "--no-monitor", "--log-level", "warning")
-    server = inferd_serve(name, repo, work / f"{name}.log", *data, *flags)
+    common = ("--data-dir", str(work / f"data-{name}"), "--no-monitor", "--log-level", "warning")
+    server = inferd_serve(name, repo, work / f"{name}.log", *common, *flags)
     server.start(timeout_s=180)
     return server
 
